@@ -1,0 +1,7 @@
+"""cnnlab: train, checkpoint, stop early, resume and evaluate small image classifiers on a CPU."""
+
+__version__ = "0.1.0"
+
+
+class CnnlabError(Exception):
+    """A problem with the user's input or files: the CLI prints it as one line and exits with status 2."""

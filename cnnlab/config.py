@@ -1,0 +1,218 @@
+"""Run configuration: plain dataclasses, read from presets, TOML files and `--set key=value`, written back as TOML.
+
+Every hyperparameter of a run lives here, so a run's config.toml re-runs it exactly.
+"""
+
+import copy
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnlab import CnnlabError
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adam | adamw | rmsprop
+    lr: float = 0.01
+    momentum: float = 0.0  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    weight_decay: float = 0.0
+    decay: float = 0.0  # Keras' legacy decay: lr_t = lr / (1 + decay * step)
+    beta1: float = 0.9  # adam, adamw
+    beta2: float = 0.999
+    rho: float = 0.9  # rmsprop
+    epsilon: float = 1e-7  # Keras' default, not PyTorch's 1e-8
+
+
+@dataclass
+class CheckpointConfig:  # ModelCheckpoint; `last.pt` for resuming is written every epoch regardless
+    filepath: str = "best.pt"  # may contain {epoch}, e.g. "epoch{epoch:03d}.pt"
+    monitor: str = "val_loss"
+    mode: str = "auto"  # auto | min | max
+    save_best_only: bool = True
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    patience: int = 0
+    mode: str = "auto"
+    baseline: float | None = None
+    restore_best_weights: bool = False
+    start_from_epoch: int = 0
+
+
+@dataclass
+class ReduceLROnPlateauConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    factor: float = 0.1
+    patience: int = 10
+    min_delta: float = 1e-4
+    cooldown: int = 0
+    min_lr: float = 0.0
+    mode: str = "auto"
+
+
+@dataclass
+class Config:
+    preset: str = ""
+    layers: list = field(default_factory=list)  # model spec, see cnnlab.models
+    dataset: str = "mnist"  # mnist | fashion-mnist | cifar10; ignored when `data` is set
+    data: str = ""  # a folder, .tar.gz or .zip with train/<class>/ and test/<class>/ (or a CIFAR tarball)
+    epochs: int = 5
+    batch_size: int = 32
+    seed: int = 0
+    val_split: float = 0.1  # stratified hold-out of the training set
+    validate_on: str = "val"  # val | test (test is what the lab did; flagged as optimistic)
+    threads: int = 0  # 0: one per available core
+    channels_last: bool = True  # memory layout for conv nets: faster on CPU, same math
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    reduce_lr: ReduceLROnPlateauConfig = field(default_factory=ReduceLROnPlateauConfig)
+
+
+CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on": ("val", "test"),
+           "checkpoint.mode": ("auto", "min", "max"), "early_stopping.mode": ("auto", "min", "max"),
+           "reduce_lr.mode": ("auto", "min", "max")}
+POSITIVE = {"epochs", "batch_size", "optimizer.lr", "reduce_lr.factor"}
+
+
+def from_dict(d: dict, base: Config | None = None) -> Config:
+    """Overlay a nested dict (from TOML or a preset) on `base`, checking every key and type."""
+    cfg = copy.deepcopy(base) if base else Config()
+    for k, v in d.items():
+        set_value(cfg, k, v)
+    return cfg
+
+
+def set_value(cfg: Config, key: str, value):
+    """Set a dotted key (`optimizer.lr`, `early_stopping.patience`, `epochs`); sections accept dicts."""
+    obj, parts = cfg, key.split(".")
+    for p in parts[:-1]:
+        if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
+            raise CnnlabError(f"unknown config key {key!r}")
+        obj = getattr(obj, p)
+    name = parts[-1]
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        raise CnnlabError(f"unknown config key {key!r}; known: {', '.join(_all_keys(cfg))}")
+    current = getattr(obj, name)
+    if dataclasses.is_dataclass(current):
+        if not isinstance(value, dict):
+            raise CnnlabError(f"{key} is a section; give a table of keys")
+        fresh = dataclasses.replace(current)
+        setattr(obj, name, fresh)
+        for k, v in value.items():
+            set_value(cfg, f"{key}.{k}", v)
+        return
+    setattr(obj, name, _check(key, fields[name].type, value))
+
+
+def _check(key, typ, value):
+    bad = CnnlabError(f"{key} must be {getattr(typ, '__name__', typ)}, got {value!r}")
+    if typ in (float, "float") or str(typ) == "float | None":
+        if value is None and "None" in str(typ):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        value = float(value)
+        if value < 0 or (key in POSITIVE and value == 0):
+            raise CnnlabError(f"{key} must be {'> 0' if key in POSITIVE else '>= 0'}, got {value}")
+        if key.endswith(("val_split",)) and not value < 1:
+            raise CnnlabError(f"{key} must be below 1, got {value}")
+        return value
+    if typ in (int, "int"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (key in POSITIVE and value == 0):
+            raise CnnlabError(f"{key} must be an integer {'> 0' if key in POSITIVE else '>= 0'}, got {value!r}")
+        return value
+    if typ in (bool, "bool"):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if typ in (str, "str"):
+        if not isinstance(value, str):
+            raise bad
+        if key in CHOICES and value not in CHOICES[key]:
+            raise CnnlabError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+        return value
+    if typ in (list, "list"):
+        if not isinstance(value, list):
+            raise bad
+        return value
+    raise bad
+
+
+def _all_keys(obj, prefix=""):
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            yield from _all_keys(v, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
+
+
+def parse_set(item: str):
+    """`key=value` from the command line; the value is read as TOML (1e-3, true, "sgd"), else as a string."""
+    if "=" not in item:
+        raise CnnlabError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def load_toml(path: str) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise CnnlabError(f"cannot read config {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise CnnlabError(f"{path} is not valid TOML: {e}") from None
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(cfg: Config) -> str:
+    """Write the config as TOML: scalars first, layers as inline tables, then one table per section."""
+    d = to_dict(cfg)
+    lines, sections = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sections.append((k, v))
+        elif k == "layers":
+            lines.append("layers = [\n" + "".join(f"  {_inline(layer)},\n" for layer in v) + "]")
+        elif v is not None:
+            lines.append(f"{k} = {_value(v)}")
+    for name, sec in sections:
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {_value(v)}" for k, v in sec.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _inline(d: dict) -> str:
+    return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in d.items()) + " }"
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, dict):
+        return _inline(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    raise TypeError(v)

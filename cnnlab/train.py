@@ -1,0 +1,144 @@
+"""The training loop: Keras' fit() on PyTorch, readable on one screen.
+
+Speed comes from keeping the whole data set in memory as uint8 and making each batch with one gather and
+one conversion (no per-sample Python), channels_last for conv nets, and evaluation at a large batch size.
+Reproducibility comes from deriving every epoch's shuffle and dropout randomness from (seed, epoch), so a
+resumed run draws exactly the numbers an uninterrupted one would have.
+"""
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab import CnnlabError, checkpoints, config
+from cnnlab.datasets import Split
+from cnnlab.progress import Progress
+
+EVAL_BATCH = 1000
+
+
+def make_optimizer(params, o: config.OptimizerConfig) -> torch.optim.Optimizer:
+    if o.name == "sgd":
+        if o.nesterov and o.momentum == 0:
+            raise CnnlabError("optimizer.nesterov needs optimizer.momentum > 0")
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                               weight_decay=o.weight_decay)
+    if o.name in ("adam", "adamw"):
+        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+        return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.epsilon, weight_decay=o.weight_decay)
+    return torch.optim.RMSprop(params, lr=o.lr, alpha=o.rho, eps=o.epsilon, momentum=o.momentum,
+                               weight_decay=o.weight_decay)
+
+
+def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    x = x_uint8.float().mul_(1.0 / 255)  # pixels in [0, 1], as the lab's x / 255
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+class Trainer:
+    def __init__(self, model, cfg: config.Config, train: Split, val: Split | None, callbacks, run_dir: Path):
+        self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
+        self.callbacks, self.run_dir = callbacks, Path(run_dir)
+        self.channels_last = cfg.channels_last and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
+        self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
+        self.step, self.epoch, self.history = 0, 0, []
+        self.stop_training, self.restored_epoch = False, None
+        for cb in callbacks:
+            cb.set_trainer(self)
+
+    def fit(self):
+        cfg, data = self.cfg, self.train_data
+        for cb in self.callbacks:
+            cb.on_train_begin()
+        steps = math.ceil(len(data) / cfg.batch_size)
+        while self.epoch < cfg.epochs and not self.stop_training:
+            self.model.train()
+            start, progress = time.perf_counter(), Progress(f"Epoch {self.epoch + 1}/{cfg.epochs}", steps)
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch)))
+            torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1)  # dropout's randomness for this epoch
+            loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+            for i in range(steps):
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                x, y = to_input(data.x[idx], self.channels_last), data.y[idx]
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.current_lr()
+                logits = self.model(x)
+                loss = F.cross_entropy(logits, y)
+                if not torch.isfinite(loss):
+                    raise CnnlabError(f"loss became {loss.item()} at epoch {self.epoch + 1}, step {i + 1}; "
+                                      f"the last good checkpoint is kept (try a lower optimizer.lr)")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                progress.update(i + 1, loss_sum.item() / min((i + 1) * cfg.batch_size, len(data)))
+            logs = {"loss": loss_sum.item() / len(data), "accuracy": correct.item() / len(data)}
+            if self.val_data is not None and len(self.val_data):
+                val = self.evaluate(self.val_data)
+                logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            logs.update(lr=self.current_lr(), seconds=round(time.perf_counter() - start, 3))
+            progress.done(logs)
+            self.history.append(logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self.epoch, logs)
+            self.epoch += 1
+            checkpoints.save(self.run_dir / "last.pt", self.state_dict())  # resume point, every epoch
+        for cb in self.callbacks:
+            cb.on_train_end()
+        return self.history
+
+    def current_lr(self) -> float:
+        return self.lr / (1 + self.cfg.optimizer.decay * self.step)
+
+    @torch.inference_mode()
+    def evaluate(self, data: Split, num_classes: int | None = None) -> dict:
+        self.model.eval()
+        loss, correct = 0.0, 0
+        per_class_total = torch.zeros(num_classes or 1, dtype=torch.int64)
+        per_class_right = torch.zeros(num_classes or 1, dtype=torch.int64)
+        for i in range(0, len(data), EVAL_BATCH):
+            x, y = to_input(data.x[i:i + EVAL_BATCH], self.channels_last), data.y[i:i + EVAL_BATCH]
+            logits = self.model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            hit = logits.argmax(1) == y
+            correct += hit.sum().item()
+            if num_classes:
+                per_class_total += torch.bincount(y, minlength=num_classes)
+                per_class_right += torch.bincount(y[hit], minlength=num_classes)
+        out = {"loss": loss / len(data), "accuracy": correct / len(data)}
+        if num_classes:
+            out["per_class_accuracy"] = (per_class_right / per_class_total.clamp(min=1)).tolist()
+        return out
+
+    def save_model(self, path: str, epoch: int, logs: dict):
+        """What ModelCheckpoint writes: weights plus enough metadata to rebuild and evaluate the model."""
+        checkpoints.save(self.run_dir / path, {"config": config.to_dict(self.cfg), "epoch": epoch + 1,
+                                               "logs": logs, "model": self.model.state_dict()})
+
+    def state_dict(self) -> dict:
+        return {"config": config.to_dict(self.cfg), "epoch": self.epoch, "step": self.step, "lr": self.lr,
+                "history": self.history, "stopped": self.stop_training, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks}}
+
+    def load_state_dict(self, state: dict):
+        self.model.load_state_dict(state["model"])
+        opt = state["optimizer"]
+        self.optimizer.load_state_dict({"state": {int(k): v for k, v in opt["state"].items()},
+                                        "param_groups": opt["param_groups"]})
+        self.epoch, self.step, self.lr = state["epoch"], state["step"], state["lr"]
+        self.history, self.stop_training = list(state["history"]), state["stopped"]
+        for cb in self.callbacks:
+            cb.load_state_dict(state["callbacks"].get(type(cb).__name__, cb.state_dict()))
