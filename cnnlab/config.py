@@ -70,6 +70,8 @@ class Config:
     seed: int = 0
     val_split: float = 0.1  # stratified hold-out of the training set
     validate_on: str = "val"  # val | test (test is what the lab did; flagged as optimistic)
+    train_subset: int = 0  # > 0: train on a seeded random sample of this many images (quick runs, tests)
+    test_subset: int = 0  # > 0: likewise for the test set
     threads: int = 0  # 0: one per available core
     channels_last: bool = True  # memory layout for conv nets: faster on CPU, same math
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

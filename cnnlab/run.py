@@ -31,13 +31,22 @@ def set_threads(cfg: config.Config) -> int:
 def prepare_data(cfg: config.Config, data_dir: str | None = None):
     """Load the data set and hold out a stratified validation split (or use the test set if asked)."""
     ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
+    if cfg.test_subset:
+        ds.test = _sample(ds.test, torch.arange(len(ds.test)), cfg.test_subset, cfg.seed)
+    everything = torch.arange(len(ds.train))
     if cfg.validate_on == "test":
-        return ds, ds.train, ds.test
+        return ds, _sample(ds.train, everything, cfg.train_subset, cfg.seed), ds.test
     if cfg.val_split == 0:
-        return ds, ds.train, None
+        return ds, _sample(ds.train, everything, cfg.train_subset, cfg.seed), None
     train_idx, val_idx = datasets.stratified_split(ds.train.y, cfg.val_split, cfg.seed)
-    x, y = ds.train.x, ds.train.y
-    return ds, Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])
+    return ds, _sample(ds.train, train_idx, cfg.train_subset, cfg.seed), _sample(ds.train, val_idx, 0, cfg.seed)
+
+
+def _sample(split: Split, idx: torch.Tensor, n: int, seed: int) -> Split:
+    """The images at `idx`, or a seeded random `n` of them (folders are sorted by class: never take the first n)."""
+    if 0 < n < len(idx):
+        idx = torch.sort(idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]]).values
+    return Split(split.x[idx], split.y[idx])
 
 
 def make_callbacks(cfg: config.Config, run_dir: Path):

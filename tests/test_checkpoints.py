@@ -1,0 +1,52 @@
+import os
+
+import pytest
+import torch
+
+from cnnlab import CnnlabError, checkpoints
+
+
+def test_nested_state_roundtrip(tmp_path):
+    opt = torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
+    opt.zero_grad()
+    sum(p.sum() for g in opt.param_groups for p in g["params"]).backward()
+    opt.step()
+    state = {"epoch": 3, "lr": 1e-3, "best": None, "history": [{"loss": 0.5}], "optimizer": opt.state_dict(),
+             "rng": torch.get_rng_state(), "nested": {"w": torch.arange(4.0)}}
+    checkpoints.save(tmp_path / "s.pt", state)
+    back = checkpoints.load(tmp_path / "s.pt")
+    assert back["epoch"] == 3 and back["best"] is None and back["history"] == [{"loss": 0.5}]
+    assert torch.equal(back["rng"], state["rng"]) and torch.equal(back["nested"]["w"], torch.arange(4.0))
+    assert set(back["optimizer"]["state"]) == {0, 1}  # integer keys survive
+    assert torch.equal(back["optimizer"]["state"][0]["exp_avg"], state["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    checkpoints.save(tmp_path / "s.pt", {"w": torch.ones(1000)})
+    blob = (tmp_path / "s.pt").read_bytes()
+    (tmp_path / "s.pt").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CnnlabError, match="not a readable cnnlab checkpoint"):
+        checkpoints.load(tmp_path / "s.pt")
+
+
+def test_pickle_checkpoint_is_not_executed(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path}/pwned",))
+    torch.save({"model": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CnnlabError):
+        checkpoints.load(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    checkpoints.save(tmp_path / "last.pt", {"epoch": 1})
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        checkpoints.save(tmp_path / "last.pt", {"epoch": 2})
+    monkeypatch.undo()
+    assert checkpoints.load(tmp_path / "last.pt")["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind

@@ -1,0 +1,50 @@
+import math
+import tomllib
+
+import pytest
+
+from cnnlab import CnnlabError, config, presets
+
+
+def test_set_dotted_keys_with_toml_values():
+    cfg = presets.preset("mnist-cnn")
+    for item in ["optimizer.lr=1e-3", "early_stopping.patience=5", "optimizer.name=adam", "epochs=7",
+                 "early_stopping.restore_best_weights=true", "early_stopping.baseline=0.5"]:
+        config.set_value(cfg, *config.parse_set(item))
+    assert (cfg.optimizer.lr, cfg.early_stopping.patience, cfg.optimizer.name, cfg.epochs) == (1e-3, 5, "adam", 7)
+    assert cfg.early_stopping.restore_best_weights is True and cfg.early_stopping.baseline == 0.5
+    assert presets.preset("mnist-cnn").optimizer.lr == 0.01  # presets are not mutated
+
+
+@pytest.mark.parametrize("item, message", [
+    ("optimizer.lrr=0.1", "unknown config key 'optimizer.lrr'"),
+    ("epochs=many", "epochs must be an integer"),
+    ("epochs=-1", "epochs must be an integer > 0"),
+    ("batch_size=0", "batch_size must be an integer > 0"),
+    ("optimizer.lr=nan", "optimizer.lr must be float"),
+    ("optimizer.lr=-0.1", "optimizer.lr must be > 0"),
+    ("optimizer.name=lbfgs", "must be one of sgd, adam, adamw, rmsprop"),
+    ("val_split=1.5", "must be below 1"),
+    ("early_stopping=3", "is a section"),
+    ("nokey", "expects key=value"),
+])
+def test_bad_values_are_refused(item, message):
+    with pytest.raises(CnnlabError, match=message):
+        config.set_value(presets.preset("mlp"), *config.parse_set(item))
+
+
+def test_toml_roundtrip_of_every_preset():
+    for name in presets.PRESETS:
+        cfg = presets.preset(name)
+        again = config.from_dict(tomllib.loads(config.to_toml(cfg)))
+        assert again == cfg
+
+
+def test_unknown_preset():
+    with pytest.raises(CnnlabError, match="unknown preset 'resnet'"):
+        presets.preset("resnet")
+
+
+def test_infinite_values_refused():
+    with pytest.raises(CnnlabError):
+        config.set_value(config.Config(), "optimizer.lr", math.inf)

@@ -1,0 +1,149 @@
+"""Loaders on small files generated here in each exact format, and on broken or hostile versions of them."""
+
+import io
+import pickle
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab import CnnlabError, datasets, formats
+from conftest import idx_bytes, write_idx_set
+
+
+def test_idx_roundtrip_raw_and_gz(tmp_path):
+    for gz in (True, False):
+        folder = tmp_path / f"set{gz}"
+        arrays = write_idx_set(folder, gz=gz)
+        ds = datasets.load(data=str(folder))
+        assert ds.train.x.shape == (60, 1, 28, 28) and ds.test.x.shape == (20, 1, 28, 28)
+        assert np.array_equal(ds.train.x[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
+        assert ds.train.y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
+        assert not ds.verified  # a user's own IDX files have no published digest
+
+
+@pytest.mark.parametrize("blob, message", [
+    (b"\x08\x03\x00\x00", "bad magic"),
+    (bytes([0, 0, 0x0D, 1, 0, 0, 0, 1]) + b"xxxx", "not unsigned bytes"),
+    (bytes([0, 0, 8, 3, 0, 0]), "truncated"),
+    (bytes([0, 0, 8, 1, 0, 0, 0, 5]) + b"abc", "holds 3 bytes"),
+    (bytes([0, 0, 8, 1, 255, 255, 255, 255]), "holds 0 bytes"),
+])
+def test_idx_malformed_headers_are_refused(blob, message):
+    with pytest.raises(CnnlabError, match=message):
+        formats.parse_idx(blob)
+
+
+def test_idx_label_count_mismatch(tmp_path):
+    write_idx_set(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(59)))
+    with pytest.raises(CnnlabError, match="60 images but 59 labels"):
+        datasets.load(data=str(tmp_path))
+
+
+def cifar_tarball(path, n=20, classes=("plane", "car", "bird"), drop=None, payload=None):
+    rng = np.random.default_rng(1)
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name, obj):
+            if name == drop:
+                return
+            blob = payload if (payload is not None and name == "data_batch_1") else pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        batches = {}
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batches[name] = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                             b"labels": [i % len(classes) for i in range(n)]}
+            add(name, batches[name])
+        add("batches.meta", {b"label_names": [c.encode() for c in classes]})
+    return batches
+
+
+def test_cifar_tarball_layout(tmp_path):
+    batches = cifar_tarball(tmp_path / "cifar-10-python.tar.gz")
+    ds = datasets.load(data=str(tmp_path / "cifar-10-python.tar.gz"))
+    assert ds.classes == ["plane", "car", "bird"]
+    assert ds.train.x.shape == (100, 3, 32, 32) and ds.test.x.shape == (20, 3, 32, 32)
+    row = batches["data_batch_1"][b"data"][0]
+    # Row-major planes: the first 1024 bytes are the red channel of the first image, then green, then blue.
+    assert np.array_equal(ds.train.x[0, 0].numpy().ravel(), row[:1024])
+    assert np.array_equal(ds.train.x[0, 2].numpy().ravel(), row[2048:])
+
+
+def test_cifar_missing_member(tmp_path):
+    cifar_tarball(tmp_path / "c.tar.gz", drop="test_batch")
+    with pytest.raises(CnnlabError, match="missing test_batch"):
+        formats.read_cifar_tarball(tmp_path / "c.tar.gz")
+
+
+class Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/cnnlab-pwned",))
+
+
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path):
+    cifar_tarball(tmp_path / "c.tar.gz", payload=pickle.dumps({b"data": Evil()}, protocol=2))
+    with pytest.raises(CnnlabError, match="refusing to unpickle"):
+        formats.read_cifar_tarball(tmp_path / "c.tar.gz")
+
+
+def make_image_folder(root, classes=("cat", "dog"), per_class=4, size=(8, 8), mode="RGB", ext="png"):
+    rng = np.random.default_rng(2)
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / split / c / f"{i}.{ext}")
+    return root
+
+
+def test_image_folder_dir_tar_and_zip_agree(tmp_path):
+    root = make_image_folder(tmp_path / "pets" / "inner")
+    with tarfile.open(tmp_path / "pets.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="pets")
+    with zipfile.ZipFile(tmp_path / "pets.zip", "w") as z:
+        for p in root.rglob("*.png"):
+            z.write(p, p.relative_to(root).as_posix())
+    loaded = [datasets.load(data=str(p)) for p in (root, tmp_path / "pets.tar.gz", tmp_path / "pets.zip")]
+    for ds in loaded:
+        assert ds.classes == ["cat", "dog"]
+        assert ds.train.x.shape == (8, 3, 8, 8) and ds.train.y.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+        assert np.array_equal(ds.train.x.numpy(), loaded[0].train.x.numpy())
+
+
+def test_image_folder_grayscale_bmp_and_mixed_sizes(tmp_path):
+    root = make_image_folder(tmp_path / "digits", mode="L", ext="bmp")
+    Image.new("L", (16, 16), 255).save(root / "train" / "cat" / "big.bmp")  # resized to the common 8x8
+    ds = datasets.load(data=str(root))
+    assert ds.train.x.shape == (9, 1, 8, 8)
+    assert int(ds.train.x[list(ds.train.y).index(0) + 0].max()) <= 255
+
+
+def test_image_folder_broken_image_named_in_error(tmp_path):
+    root = make_image_folder(tmp_path / "f")
+    (root / "train" / "dog" / "bad.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(CnnlabError, match="bad.jpg: cannot decode"):
+        datasets.load(data=str(root))
+
+
+def test_archive_path_traversal_refused(tmp_path):
+    with tarfile.open(tmp_path / "evil.tar", "w") as tar:
+        info = tarfile.TarInfo("../../train/cat/x.png")
+        blob = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(blob, "PNG")
+        info.size = len(blob.getvalue())
+        tar.addfile(info, io.BytesIO(blob.getvalue()))
+    with pytest.raises(CnnlabError, match="outside the archive"):
+        datasets.load(data=str(tmp_path / "evil.tar"))
+
+
+def test_folder_without_train_test_layout(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(CnnlabError, match="train/<class>"):
+        datasets.load(data=str(tmp_path / "x"))

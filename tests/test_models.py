@@ -1,0 +1,41 @@
+import pytest
+
+from cnnlab import CnnlabError, models, presets
+
+
+@pytest.mark.parametrize("name, shape, trainable, total", [
+    ("mlp", (3, 32, 32), 3_157_002, 3_157_002),
+    ("mlp-deep", (3, 32, 32), 3_805_450, 3_805_450),
+    ("mnist-cnn", (1, 28, 28), 538_698, 538_698),
+    ("cifar-cnn", (3, 32, 32), 551_722, 552_874),
+])
+def test_parameter_counts_equal_keras(name, shape, trainable, total):
+    model, infos = models.build(presets.preset(name).layers, shape, 10)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+    text = models.summary(infos, shape)
+    assert f"Trainable params: {trainable:,}" in text and f"Total params: {total:,}" in text
+
+
+def test_mnist_cnn_on_too_small_images_names_the_layer():
+    with pytest.raises(CnnlabError, match=r"layer 5 \(conv2d\).*5x5 'valid' kernel.*gets 2x2"):
+        models.build(presets.preset("mnist-cnn").layers, (1, 16, 16), 10)
+
+
+@pytest.mark.parametrize("layers, message", [
+    ([{"type": "dense", "units": 10}], "needs a flat input"),
+    ([{"type": "flatten"}, {"type": "dense", "units": 7}], "data set has 10 classes"),
+    ([{"type": "conv3d"}], "type must be one of"),
+    ([{"type": "dense", "units": "many"}], "units must be an integer"),
+    ([{"type": "flatten"}, {"type": "dense", "units": 10, "actvation": "relu"}], "unknown key"),
+    ([{"type": "flatten"}, {"type": "dense", "units": 10, "activation": "swoosh"}], "unknown activation"),
+])
+def test_bad_specs(layers, message):
+    with pytest.raises(CnnlabError, match=message):
+        models.build(layers, (1, 8, 8), 10)
+
+
+def test_flops_of_a_conv():
+    _, infos = models.build([{"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
+                             {"type": "flatten"}, {"type": "dense", "units": "classes"}], (2, 5, 5), 3)
+    assert infos[0].flops == 2 * 3 * 3 * 2 * 4 * 5 * 5
+    assert infos[2].flops == 2 * 100 * 3
