@@ -122,8 +122,7 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     try:
         trainer.fit()
     except KeyboardInterrupt:
-        say(f"interrupted during epoch {trainer.epoch + 1}; epochs 1-{trainer.epoch} are saved in {run_dir}, "
-            f"run the same command to resume")
+        say(f"interrupted; {trainer.saved_epoch} epoch(s) are saved in {run_dir}, run the same command to resume")
         raise
     result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
     say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "

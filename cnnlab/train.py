@@ -51,7 +51,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
-        self.step, self.epoch, self.history = 0, 0, []
+        self.step, self.epoch, self.saved_epoch, self.history = 0, 0, 0, []
         self.stop_training, self.restored_epoch = False, None
         for cb in callbacks:
             cb.set_trainer(self)
@@ -89,12 +89,13 @@ class Trainer:
                 val = self.evaluate(self.val_data)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             logs.update(lr=self.current_lr(), seconds=round(time.perf_counter() - start, 3))
-            progress.done(logs)
             self.history.append(logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(self.epoch, logs)
             self.epoch += 1
             checkpoints.save(self.run_dir / "last.pt", self.state_dict())  # resume point, every epoch
+            self.saved_epoch = self.epoch
+            progress.done(logs)  # printed once saved: an epoch on screen is an epoch that survives Ctrl-C
         for cb in self.callbacks:
             cb.on_train_end()
         return self.history
@@ -139,6 +140,7 @@ class Trainer:
         self.optimizer.load_state_dict({"state": {int(k): v for k, v in opt["state"].items()},
                                         "param_groups": opt["param_groups"]})
         self.epoch, self.step, self.lr = state["epoch"], state["step"], state["lr"]
+        self.saved_epoch = self.epoch
         self.history, self.stop_training = list(state["history"]), state["stopped"]
         for cb in self.callbacks:
             cb.load_state_dict(state["callbacks"].get(type(cb).__name__, cb.state_dict()))

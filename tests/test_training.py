@@ -25,7 +25,7 @@ def test_mnist_cnn_learns_and_writes_its_run_folder(real_data, tmp_path):
     assert r.returncode == 0, r.stderr
     run = tmp_path / "mnist-cnn"
     result = json.loads((run / "results.json").read_text())
-    assert result["test"]["accuracy"] > 0.9 and result["verified"]
+    assert result["test"]["accuracy"] > 0.8 and result["verified"]  # chance is 0.1
     assert {"config.toml", "metrics.csv", "last.pt", "best.pt", "results.json", "curves.png"} <= {
         p.name for p in run.iterdir()}
     assert metrics(run)[0] == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds" and len(metrics(run)) == 3
