@@ -63,6 +63,7 @@ class ReduceLROnPlateauConfig:
 class Config:
     preset: str = ""
     layers: list = field(default_factory=list)  # model spec, see cnnlab.models
+    init: str = "glorot_uniform"  # kernel initializer: glorot_uniform (Keras' default) | he_uniform
     dataset: str = "mnist"  # mnist | fashion-mnist | cifar10; ignored when `data` is set
     data: str = ""  # a folder, .tar.gz or .zip with train/<class>/ and test/<class>/ (or a CIFAR tarball)
     epochs: int = 5
@@ -81,6 +82,7 @@ class Config:
 
 
 CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on": ("val", "test"),
+           "init": ("glorot_uniform", "he_uniform"),
            "checkpoint.mode": ("auto", "min", "max"), "early_stopping.mode": ("auto", "min", "max"),
            "reduce_lr.mode": ("auto", "min", "max")}
 POSITIVE = {"epochs", "batch_size", "optimizer.lr", "reduce_lr.factor"}

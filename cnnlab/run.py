@@ -104,7 +104,7 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     if cfg.validate_on == "test":
         say(f"warning: validating on the {OPTIMISTIC}")
     torch.manual_seed(cfg.seed)
-    model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes))
+    model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
     trainer = Trainer(model, cfg, train, val, make_callbacks(cfg, run_dir), run_dir)
     (run_dir / "config.toml").write_text(config.to_toml(cfg))
     if state:
@@ -163,7 +163,7 @@ def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None
     cfg = config.from_dict(state["config"])
     set_threads(cfg)
     ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
-    model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes))
+    model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
     model.load_state_dict(state["model"])
     trainer = Trainer(model, cfg, ds.train, None, [], run_dir)
     test = trainer.evaluate(ds.test, len(ds.classes))
