@@ -110,7 +110,7 @@ def load(name: str | None = None, data: str | None = None, data_dir: str | None 
     if files is None:
         raise CnnlabError(f"{name}: no source worked (tried: {'; '.join(tried)}). Put the files in a folder and pass "
                           f"--data-dir DIR or set CNNLAB_DATA=DIR")
-    return _decode_cached(name, files, source, tried, lambda: _parse_builtin(name, files))
+    return _decode_cached(name, files, source, tried, lambda: (*_parse_builtin(name, files), source))
 
 
 def locate(name: str, data_dir: str | None = None, allow_fetch: bool = False):
@@ -239,22 +239,24 @@ def _parse_builtin(name: str, files):
 
 
 def _load_path(path: Path) -> Dataset:
+    """A user's data: a folder of the four IDX files, a CIFAR-format tarball, or an image folder/archive.
+    The decoded cache is checked first: telling the formats apart means opening the archive."""
     if not path.exists():
         raise CnnlabError(f"--data {path}: no such file or folder")
-    if path.is_dir() and _find_files(path, IDX_FILES):  # a user's own IDX set, e.g. EMNIST
-        files = _find_files(path, IDX_FILES)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return _decode_cached(path.name.split(".")[0], files, None, [], lambda: _parse_path(path))
 
-        def parse():
-            arrays = [formats.parse_idx(formats.read_maybe_gzip(p), p.name) for p in files]
-            tr, te = (formats.idx_images_and_labels(arrays[i], arrays[i + 1], files[i].name) for i in (0, 2))
-            return tr, te, [str(c) for c in range(int(max(tr[1].max(), te[1].max())) + 1)], False
-        return _decode_cached(path.name, files, f"IDX files in {path}", [], parse)
+
+def _parse_path(path: Path):
+    idx_files = _find_files(path, IDX_FILES) if path.is_dir() else None
+    if idx_files:  # e.g. EMNIST or a user's own digits
+        arrays = [formats.parse_idx(formats.read_maybe_gzip(p), p.name) for p in idx_files]
+        tr, te = (formats.idx_images_and_labels(arrays[i], arrays[i + 1], idx_files[i].name) for i in (0, 2))
+        classes = [str(c) for c in range(int(max(tr[1].max(), te[1].max())) + 1)]
+        return tr, te, classes, False, f"IDX files in {path}"
     if path.is_file() and tarfile.is_tarfile(path) and _is_cifar_tarball(path):
-        return _decode_cached(path.name, [path], f"CIFAR tarball {path}", [],
-                              lambda: (*formats.read_cifar_tarball(path), False))
-    listing = sorted(path.rglob("*")) if path.is_dir() else [path]
-    return _decode_cached(path.name.split(".")[0], listing, f"image folder {path}", [],
-                          lambda: (*formats.read_image_folder(path), False))
+        return (*formats.read_cifar_tarball(path), False, f"CIFAR tarball {path}")
+    return (*formats.read_image_folder(path), False, f"image folder {path}")
 
 
 def _is_cifar_tarball(path: Path) -> bool:
@@ -268,18 +270,18 @@ def _is_cifar_tarball(path: Path) -> bool:
 
 def _decode_cached(name, files, source, tried, parse) -> Dataset:
     """Reuse decoded arrays when the source files are unchanged (same paths, sizes, mtimes)."""
-    stamp = json.dumps([[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns]
-                        for f in files if Path(f).is_file()])
+    stamp = json.dumps([[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files])
     folder = cache_root() / "decoded" / hashlib.sha256(stamp.encode()).hexdigest()[:20]
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
             arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in ("train_x", "train_y", "test_x", "test_y")}
-            return _dataset(name, meta["classes"], arrays, source + " (decoded cache)", meta["verified"], tried)
+            return _dataset(name, meta["classes"], arrays, meta["source"] + " (decoded cache)", meta["verified"], tried)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt below
-    (trx, try_), (tex, tey), classes, verified = parse()
+    (trx, try_), (tex, tey), classes, verified, found = parse()
+    source = source or found
     arrays = {"train_x": trx, "train_y": try_, "test_x": tex, "test_y": tey}
     tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent)))
     for k, v in arrays.items():
