@@ -152,10 +152,10 @@ def _find_files(folder: Path, names):
 
 
 def _download(name: str, dest: Path):
-    spec = BUILTIN[name]
+    spec, failures = BUILTIN[name], []
     for base in spec["urls"]:
+        tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
         try:
-            tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
             for f in spec["files"]:
                 remote = f if f.endswith(".gz") else f + ".gz"
                 _fetch_url(base + remote, tmp / remote)
@@ -164,8 +164,8 @@ def _download(name: str, dest: Path):
             return True, f"downloaded from {base}"
         except (OSError, CnnlabError) as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            last = f"download from {base} failed: {e}"
-    return False, last
+            failures.append(f"download from {base} failed ({e})")
+    return False, "; ".join(failures)
 
 
 def _fetch_url(url: str, path: Path, timeout: float = 5.0):

@@ -2,6 +2,7 @@ import gzip
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("CNNLAB_DATA") or ROOT.parent / "shared" / "data")
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test session decodes into its own cache, never the user's ~/.cache/cnnlab."""
-    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+# Every test session decodes into its own cache (shared by the CLI subprocesses it starts), never the
+# user's ~/.cache/cnnlab.
+os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-test-cache-")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data():
     if not (REAL_DATA / "mnist").is_dir():
         pytest.skip(f"real data not found at {REAL_DATA} (set CNNLAB_DATA)")
@@ -51,3 +51,8 @@ def cnnlab(*args, env=None, timeout=600):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=ROOT)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+    shutil.rmtree(os.environ["CNNLAB_CACHE"], ignore_errors=True)

@@ -1,0 +1,92 @@
+"""The loop's mechanics on a small slice of real MNIST: optimizers, Keras' legacy decay, resumable state."""
+
+import io
+
+import pytest
+import torch
+
+from cnnlab import checkpoints, config, datasets, models, presets
+from cnnlab.datasets import Split
+from cnnlab.progress import Progress
+from cnnlab.train import Trainer
+
+TINY = [{"type": "conv2d", "filters": 4, "kernel": 3, "activation": "relu"}, {"type": "maxpool"},
+        {"type": "flatten"}, {"type": "dropout", "rate": 0.2}, {"type": "dense", "units": "classes"}]
+
+
+@pytest.fixture(scope="module")
+def mnist_slice(real_data):
+    ds = datasets.load("mnist", data_dir=str(real_data))
+    return Split(ds.train.x[:256], ds.train.y[:256]), Split(ds.test.x[:200], ds.test.y[:200])
+
+
+def make_trainer(tmp_path, data, **optimizer):
+    cfg = config.from_dict({"layers": TINY, "epochs": 1, "batch_size": 32, "optimizer": optimizer})
+    torch.manual_seed(0)
+    model, _ = models.build(cfg.layers, (1, 28, 28), 10)
+    return Trainer(model, cfg, data[0], data[1], [], tmp_path)
+
+
+def test_keras_legacy_decay_per_step(tmp_path, mnist_slice):
+    t = make_trainer(tmp_path, mnist_slice, name="sgd", lr=0.1, decay=0.01)
+    history = t.fit()
+    assert t.step == 8
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / (1 + 0.01 * 7))  # the 8th step's rate
+    assert history[-1]["lr"] == pytest.approx(0.1 / (1 + 0.01 * 8))
+
+
+@pytest.mark.parametrize("optimizer", [
+    {"name": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
+    {"name": "adam"}, {"name": "adamw", "weight_decay": 0.01}, {"name": "rmsprop", "momentum": 0.5},
+])
+def test_optimizer_state_survives_a_checkpoint(tmp_path, mnist_slice, optimizer):
+    """Two epochs straight == one epoch, save, load into a new trainer, one more epoch."""
+    straight = make_trainer(tmp_path / "a", mnist_slice, lr=1e-3, **optimizer)
+    straight.cfg.epochs = 2
+    straight.fit()
+    first = make_trainer(tmp_path / "b", mnist_slice, lr=1e-3, **optimizer)
+    first.fit()
+    second = make_trainer(tmp_path / "b", mnist_slice, lr=1e-3, **optimizer)
+    second.load_state_dict(checkpoints.load(tmp_path / "b" / "last.pt"))
+    second.cfg.epochs = 2
+    second.fit()
+    for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert straight.history == [dict(h, seconds=s["seconds"]) for h, s in zip(second.history, straight.history)]
+
+
+def test_nan_loss_stops_with_the_epoch_and_step(tmp_path, mnist_slice):
+    t = make_trainer(tmp_path, mnist_slice, name="sgd", lr=1e30)
+    with pytest.raises(Exception, match=r"loss became (nan|inf) at epoch 1, step \d+"):
+        t.fit()
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(capsys):
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        p = Progress("Epoch 1/1", 10, stream=stream)
+        p.update(10, 0.5)
+        p.done({"loss": 0.5, "accuracy": 0.9, "lr": 0.01, "seconds": 1.0})
+    assert "[" in tty.getvalue() and "10/10" in tty.getvalue()
+    assert pipe.getvalue() == ""
+    assert capsys.readouterr().out.count("Epoch 1/1 - loss 0.5000 - accuracy 0.9000") == 2
+
+
+def test_presets_train_one_step_each(tmp_path, mnist_slice):
+    """Every preset builds on its data shape and takes an optimizer step (no shape or dtype surprises)."""
+    for name in presets.PRESETS:
+        cfg = presets.preset(name)
+        shape = (1, 28, 28) if cfg.dataset == "mnist" else (3, 32, 32)
+        model, _ = models.build(cfg.layers, shape, 10, cfg.init)
+        x = mnist_slice[0].x[:8].float() if shape[0] == 1 else torch.rand(8, *shape)
+        cfg.epochs, cfg.batch_size = 1, 8
+        t = Trainer(model, cfg, Split((x * 255).to(torch.uint8) if shape[0] == 3 else mnist_slice[0].x[:8],
+                                      mnist_slice[0].y[:8]), None, [], tmp_path / name)
+        before = [p.detach().clone() for p in model.parameters()]
+        t.fit()
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
