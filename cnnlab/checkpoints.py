@@ -4,9 +4,12 @@ No pickle anywhere, so opening a checkpoint someone handed you cannot run code. 
 weights, optimizer state, callback state, RNG state) is flattened: each tensor is stored under its path
 ("model/0.weight", "optimizer/state/3/exp_avg") and replaced by {"__tensor__": path} in the JSON tree.
 A write goes to a temporary file in the same folder, is fsynced, then renamed over the target, so a
-crash at any instant leaves either the old file or the new one, never half of one.
+crash at any instant leaves either the old file or the new one, never half of one. A SHA-256 of the tensor
+data is stored in the header and checked on load; `keep_previous` keeps the prior file as NAME.prev, which
+`load_latest` falls back to when the newest is damaged.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -46,11 +49,24 @@ def _unflatten(obj, tensors):
     return obj
 
 
-def save(path: Path, state: dict):
-    tensors = {}
+def _digest(tensors: dict) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def previous(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".prev")
+
+
+def save(path: Path, state: dict, keep_previous: bool = False):
+    path, tensors = Path(path), {}
     tree = _flatten(state, "", tensors)
-    blob = st_save(tensors, metadata={META_KEY: json.dumps(tree)})
-    atomic_write(Path(path), blob)
+    blob = st_save(tensors, metadata={META_KEY: json.dumps(tree), "sha256": _digest(tensors)})
+    atomic_write(path, blob, previous(path) if keep_previous else None)
 
 
 def load(path: Path) -> dict:
@@ -58,15 +74,32 @@ def load(path: Path) -> dict:
         blob = Path(path).read_bytes()
         tensors = st_load(blob)
         header_len = int.from_bytes(blob[:8], "little")
-        meta = json.loads(blob[8:8 + header_len])["__metadata__"][META_KEY]
-        return _unflatten(json.loads(meta), tensors)
+        meta = json.loads(blob[8:8 + header_len])["__metadata__"]
+        if meta.get("sha256") != _digest(tensors):
+            raise ValueError("checksum mismatch: the tensor data was changed or damaged after saving")
+        return _unflatten(json.loads(meta[META_KEY]), tensors)
     except OSError as e:
         raise CnnlabError(f"cannot read checkpoint {path}: {e.strerror}") from None
     except (SafetensorError, ValueError, KeyError, TypeError) as e:
         raise CnnlabError(f"{path} is not a readable cnnlab checkpoint ({type(e).__name__}: {e})") from None
 
 
-def atomic_write(path: Path, data: bytes):
+def load_latest(path: Path):
+    """(state, warning) from `path`, or from its .prev when `path` is missing or damaged; (None, None) if neither
+    exists. A damaged file is reported, never silently trusted."""
+    path, prev = Path(path), previous(path)
+    if not path.exists():
+        return (load(prev), f"{path.name} is missing; resumed from {prev.name}") if prev.exists() else (None, None)
+    try:
+        return load(path), None
+    except CnnlabError as damaged:
+        if not prev.exists():
+            raise
+        return load(prev), f"{damaged}; resumed from the previous checkpoint {prev.name}"
+
+
+def atomic_write(path: Path, data: bytes, keep_as: Path | None = None):
+    """Write `data` to `path` all or nothing; with `keep_as`, the file it replaces is moved there first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -75,12 +108,14 @@ def atomic_write(path: Path, data: bytes):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if keep_as is not None and path.exists():
+            os.replace(path, keep_as)  # a crash right here leaves only keep_as: load_latest falls back to it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
+        os.fsync(dir_fd)  # make the renames themselves durable
     finally:
         os.close(dir_fd)

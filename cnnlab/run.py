@@ -91,9 +91,12 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
         for p in run_dir.iterdir():
             if p.name != ".lock":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-    state = checkpoints.load(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
+    state, warning = checkpoints.load_latest(run_dir / "last.pt")
+    if warning:
+        say(f"warning: {warning}")
     if state:
-        diff = list(_differences(state["config"], config.to_dict(cfg)))
+        # Through from_dict, so keys added to Config since the run was saved compare as their defaults.
+        diff = list(_differences(config.to_dict(config.from_dict(state["config"])), config.to_dict(cfg)))
         if diff:
             raise CnnlabError(f"{run_dir} was trained with other settings ({'; '.join(diff[:3])}); "
                               f"re-run with --fresh to start over or --name for a new run")
@@ -112,7 +115,8 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
         if trainer.epoch >= cfg.epochs or (trainer.stop_training and cfg.epochs <= state["config"]["epochs"]):
             say(f"{run_dir.name} already finished at epoch {trainer.epoch}; use --epochs N to extend or --fresh")
         else:
-            say(f"resuming {run_dir.name} at epoch {trainer.epoch + 1} (of {cfg.epochs})")
+            at_step = f", step {trainer.batch + 1}" if trainer.batch else ""
+            say(f"resuming {run_dir.name} at epoch {trainer.epoch + 1}{at_step} (of {cfg.epochs})")
         if trainer.stop_training and cfg.epochs > state["config"]["epochs"]:
             trainer.stop_training = False  # extending an early-stopped run: a new fit(), a fresh patience
             for cb in trainer.callbacks:

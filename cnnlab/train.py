@@ -51,7 +51,8 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
-        self.step, self.epoch, self.saved_epoch, self.history = 0, 0, 0, []
+        self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
+        self.saved_at = time.monotonic()
         self.stop_training, self.restored_epoch = False, None
         for cb in callbacks:
             cb.set_trainer(self)
@@ -65,9 +66,10 @@ class Trainer:
             self.model.train()
             start, progress = time.perf_counter(), Progress(f"Epoch {self.epoch + 1}/{cfg.epochs}", steps)
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch)))
-            torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1)  # dropout's randomness for this epoch
-            loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
-            for i in range(steps):
+            if self.batch == 0:  # a new epoch; one resumed mid-way continues its saved RNG stream and sums
+                torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1)  # dropout's randomness for this epoch
+                self.loss_sum, self.correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+            for i in range(self.batch, steps):
                 idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
                 x, y = to_input(data.x[idx], self.channels_last), data.y[idx]
                 for group in self.optimizer.param_groups:
@@ -80,11 +82,13 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                self.step += 1
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                progress.update(i + 1, loss_sum.item() / min((i + 1) * cfg.batch_size, len(data)))
-            logs = {"loss": loss_sum.item() / len(data), "accuracy": correct.item() / len(data)}
+                self.step, self.batch = self.step + 1, i + 1
+                self.loss_sum += loss.detach() * len(y)
+                self.correct += (logits.argmax(1) == y).sum()
+                progress.update(i + 1, self.loss_sum.item() / min((i + 1) * cfg.batch_size, len(data)))
+                if cfg.autosave_seconds and time.monotonic() - self.saved_at > cfg.autosave_seconds:
+                    self.save_state()  # a mid-epoch resume point: a kill loses at most autosave_seconds
+            logs = {"loss": self.loss_sum.item() / len(data), "accuracy": self.correct.item() / len(data)}
             if self.val_data is not None and len(self.val_data):
                 val = self.evaluate(self.val_data)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
@@ -92,13 +96,17 @@ class Trainer:
             self.history.append(logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(self.epoch, logs)
-            self.epoch += 1
-            checkpoints.save(self.run_dir / "last.pt", self.state_dict())  # resume point, every epoch
+            self.epoch, self.batch = self.epoch + 1, 0
+            self.save_state()
             self.saved_epoch = self.epoch
             progress.done(logs)  # printed once saved: an epoch on screen is an epoch that survives Ctrl-C
         for cb in self.callbacks:
             cb.on_train_end()
         return self.history
+
+    def save_state(self):
+        checkpoints.save(self.run_dir / "last.pt", self.state_dict(), keep_previous=True)
+        self.saved_at = time.monotonic()
 
     def current_lr(self) -> float:
         return self.lr / (1 + self.cfg.optimizer.decay * self.step)
@@ -129,8 +137,11 @@ class Trainer:
                                                "logs": logs, "model": self.model.state_dict()})
 
     def state_dict(self) -> dict:
-        return {"config": config.to_dict(self.cfg), "epoch": self.epoch, "step": self.step, "lr": self.lr,
-                "history": self.history, "stopped": self.stop_training, "model": self.model.state_dict(),
+        """Everything a resume needs, mid-epoch included: the epoch's sums so far and the RNG stream."""
+        return {"config": config.to_dict(self.cfg), "epoch": self.epoch, "batch": self.batch, "step": self.step,
+                "lr": self.lr, "history": self.history, "stopped": self.stop_training,
+                "epoch_sums": [self.loss_sum.item(), self.correct.item()] if self.batch else [0.0, 0],
+                "rng": torch.get_rng_state(), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks}}
 
@@ -139,8 +150,12 @@ class Trainer:
         opt = state["optimizer"]
         self.optimizer.load_state_dict({"state": {int(k): v for k, v in opt["state"].items()},
                                         "param_groups": opt["param_groups"]})
-        self.epoch, self.step, self.lr = state["epoch"], state["step"], state["lr"]
+        self.epoch, self.batch, self.step, self.lr = state["epoch"], state["batch"], state["step"], state["lr"]
         self.saved_epoch = self.epoch
         self.history, self.stop_training = list(state["history"]), state["stopped"]
+        if self.batch:
+            self.loss_sum = torch.tensor(state["epoch_sums"][0], dtype=torch.float64)
+            self.correct = torch.tensor(state["epoch_sums"][1], dtype=torch.int64)
+            torch.set_rng_state(state["rng"])
         for cb in self.callbacks:
             cb.load_state_dict(state["callbacks"].get(type(cb).__name__, cb.state_dict()))

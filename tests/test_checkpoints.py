@@ -50,3 +50,24 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert checkpoints.load(tmp_path / "last.pt")["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_flipped_byte_fails_the_checksum_and_the_previous_file_is_used(tmp_path):
+    checkpoints.save(tmp_path / "last.pt", {"epoch": 1, "w": torch.zeros(100)}, keep_previous=True)
+    checkpoints.save(tmp_path / "last.pt", {"epoch": 2, "w": torch.ones(100)}, keep_previous=True)
+    blob = bytearray((tmp_path / "last.pt").read_bytes())
+    blob[-10] ^= 0xFF  # inside the tensor data: the file still parses, only the checksum can tell
+    (tmp_path / "last.pt").write_bytes(bytes(blob))
+    with pytest.raises(CnnlabError, match="checksum mismatch"):
+        checkpoints.load(tmp_path / "last.pt")
+    state, warning = checkpoints.load_latest(tmp_path / "last.pt")
+    assert state["epoch"] == 1 and "checksum mismatch" in warning and "previous checkpoint" in warning
+
+
+def test_load_latest_when_only_the_previous_survived(tmp_path):
+    assert checkpoints.load_latest(tmp_path / "last.pt") == (None, None)
+    checkpoints.save(tmp_path / "last.pt", {"epoch": 1}, keep_previous=True)
+    checkpoints.save(tmp_path / "last.pt", {"epoch": 2}, keep_previous=True)
+    (tmp_path / "last.pt").unlink()  # as if killed between the two renames
+    state, warning = checkpoints.load_latest(tmp_path / "last.pt")
+    assert state["epoch"] == 1 and "missing" in warning

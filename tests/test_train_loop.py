@@ -90,3 +90,33 @@ def test_presets_train_one_step_each(tmp_path, mnist_slice):
         before = [p.detach().clone() for p in model.parameters()]
         t.fit()
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
+
+
+def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch):
+    """Killed at step 5 of epoch 2 with a resume point after every step: the resumed run ends bit-identical."""
+    straight = make_trainer(tmp_path / "a", mnist_slice, name="sgd", lr=0.05, momentum=0.9)
+    straight.cfg.epochs = 3
+    straight.fit()
+
+    killed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9)
+    killed.cfg.epochs, killed.cfg.autosave_seconds = 3, 1e-9
+    real_update = Progress.update
+
+    def die_at_epoch2_step5(self, step, loss):
+        if killed.epoch == 1 and step == 5:
+            raise KeyboardInterrupt
+        real_update(self, step, loss)
+    monkeypatch.setattr(Progress, "update", die_at_epoch2_step5)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    monkeypatch.undo()
+    torch.manual_seed(12345)  # a new process would start from some other RNG state
+    resumed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9)
+    resumed.cfg.epochs = 3
+    resumed.load_state_dict(checkpoints.load(tmp_path / "b" / "last.pt"))
+    assert (resumed.epoch, resumed.batch) == (1, 4)
+    resumed.fit()
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    drop_seconds = lambda hs: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]
+    assert drop_seconds(straight.history) == drop_seconds(resumed.history)
