@@ -91,6 +91,8 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
         for p in run_dir.iterdir():
             if p.name != ".lock":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write; we hold the lock now
+        stale.unlink()
     state, warning = checkpoints.load_latest(run_dir / "last.pt")
     if warning:
         say(f"warning: {warning}")
