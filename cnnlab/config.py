@@ -154,6 +154,24 @@ def _check(key, typ, value):
     raise bad
 
 
+def validate(cfg: Config):
+    """Checks that need more than one key or a value's content (run before training starts)."""
+    if cfg.seed >= 2**32:
+        raise CnnlabError(f"seed must be below 2**32, got {cfg.seed}")
+    if cfg.threads > 1024:
+        raise CnnlabError(f"threads must be at most 1024, got {cfg.threads}")
+    name = cfg.checkpoint.filepath
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise CnnlabError(f"checkpoint.filepath must be a file name inside the run folder, got {name!r}")
+    try:
+        name.format(epoch=1, loss=0.0, accuracy=0.0, val_loss=0.0, val_accuracy=0.0, lr=0.0, seconds=0.0)
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
+        raise CnnlabError(f"checkpoint.filepath {name!r} is not a valid pattern ({type(e).__name__}: {e}); "
+                          f"use fields like {{epoch:03d}} or {{val_loss:.3f}}") from None
+    if name in ("last.pt", "last.pt.prev"):
+        raise CnnlabError("checkpoint.filepath must not be last.pt: that file is the run's resume state")
+
+
 def _all_keys(obj, prefix=""):
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)

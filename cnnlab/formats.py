@@ -9,6 +9,7 @@ import io
 import pickle
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
@@ -19,13 +20,26 @@ from cnnlab import CnnlabError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 MAX_IMAGE_PIXELS = 4096 * 4096  # a training image larger than this is a decompression bomb, not a photo
+MAX_FILE_BYTES = 1 << 30  # no IDX file or CIFAR batch is near 1 GiB uncompressed; a gzip bomb is
+MAX_IMAGE_FILE_BYTES = 64 << 20
+ARCHIVE_ERRORS = (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error, gzip.BadGzipFile,
+                  NotImplementedError, RuntimeError)  # RuntimeError: zipfile's "encrypted, password required"
+
+
+def read_limited(stream, limit: int, name) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise CnnlabError(f"{name}: larger than {limit >> 20} MiB once decompressed; refusing it")
+    return data
 
 
 def read_maybe_gzip(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            return read_limited(gzip.GzipFile(fileobj=f) if gz else f, MAX_FILE_BYTES, path)
+    except ARCHIVE_ERRORS as e:
         raise CnnlabError(f"cannot read {path}: {e}") from None
 
 
@@ -91,13 +105,14 @@ def read_cifar_tarball(path: Path):
             missing = [w for w in wanted if w not in members]
             if missing:
                 raise CnnlabError(f"{path}: not a CIFAR-10 python tarball, missing {', '.join(missing)}")
-            blobs = {w: tar.extractfile(members[w]).read() for w in wanted}
-    except (tarfile.TarError, OSError, EOFError) as e:
+            blobs = {w: read_limited(tar.extractfile(members[w]), MAX_FILE_BYTES, w) for w in wanted}
+    except ARCHIVE_ERRORS as e:
         raise CnnlabError(f"cannot read {path}: {e}") from None
     meta = _unpickle_batch(blobs["batches.meta"], "batches.meta")
-    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get("label_names", [])]
-    if not classes:
-        raise CnnlabError(f"{path}: batches.meta has no label_names")
+    names = meta.get("label_names")
+    if not isinstance(names, list) or not names or not all(isinstance(c, (bytes, str)) for c in names):
+        raise CnnlabError(f"{path}: batches.meta has no list of label_names")
+    classes = [c.decode("utf-8", "replace") if isinstance(c, bytes) else c for c in names]
 
     def batch(names):
         xs, ys = [], []
@@ -106,8 +121,10 @@ def read_cifar_tarball(path: Path):
             x, y = d.get("data"), d.get("labels")
             if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
                 raise CnnlabError(f"{n}: 'data' must be an N x 3072 uint8 array")
-            y = np.asarray(y, dtype=np.int64) if y is not None else None
-            if y is None or y.shape != (len(x),):
+            if not isinstance(y, list) or not all(type(v) is int for v in y):
+                raise CnnlabError(f"{n}: 'labels' must be a list of integers")
+            y = np.array(y, dtype=np.int64) if all(-2**63 <= v < 2**63 for v in y) else np.array([-1])
+            if y.shape != (len(x),):
                 raise CnnlabError(f"{n}: {len(x)} images but labels do not match")
             if len(y) and (y.min() < 0 or y.max() >= len(classes)):
                 raise CnnlabError(f"{n}: labels outside 0..{len(classes) - 1}")
@@ -121,23 +138,22 @@ def read_cifar_tarball(path: Path):
 # ---- image folders: train/<class>/*.png and test/<class>/*, as a folder, .tar(.gz) or .zip ----
 
 def _list_archive(path: Path):
-    """Yield (posix relative name, opener) for every regular file in a folder or archive."""
+    """Yield (posix relative name, size, reader) for every regular file in a folder or archive."""
     if path.is_dir():
         for p in sorted(path.rglob("*")):
             if p.is_file():
-                yield p.relative_to(path).as_posix(), p.read_bytes
+                yield p.relative_to(path).as_posix(), p.stat().st_size, (lambda p=p: p.open("rb"))
     elif zipfile.is_zipfile(path):
         zf = zipfile.ZipFile(path)
         for info in zf.infolist():
             if not info.is_dir():
-                yield info.filename, (lambda info=info: zf.read(info))
+                yield info.filename, info.file_size, (lambda info=info: zf.open(info))
     elif tarfile.is_tarfile(path):
         # Stream once: reading members in archive order avoids re-decompressing a .tar.gz per image.
         with tarfile.open(path, "r|*") as tar:
             for m in tar:
                 if m.isfile():
-                    blob = tar.extractfile(m).read()
-                    yield m.name, (lambda blob=blob: blob)
+                    yield m.name, m.size, (lambda m=m: tar.extractfile(m))
     else:
         raise CnnlabError(f"{path}: not a folder, .zip or .tar(.gz) archive")
 
@@ -169,10 +185,17 @@ def _decode(blob: bytes, name: str) -> Image.Image:
 def read_image_folder(path: Path):
     """Decode every image; size = the most common one (others resized), grayscale only if every image is."""
     found = {"train": [], "test": []}
-    for name, read in _list_archive(path):
-        where = _split_class(name)
-        if where:
-            found[where[0]].append((where[1], name, _decode(read(), name)))
+    try:
+        for name, size, open_member in _list_archive(path):
+            where = _split_class(name)
+            if where:
+                if size > MAX_IMAGE_FILE_BYTES:
+                    raise CnnlabError(f"{name}: {size >> 20} MiB is too large for a training image")
+                with open_member() as f:
+                    blob = read_limited(f, MAX_IMAGE_FILE_BYTES, name)
+                found[where[0]].append((where[1], name, _decode(blob, name)))
+    except ARCHIVE_ERRORS as e:
+        raise CnnlabError(f"{path}: damaged or unreadable ({type(e).__name__}: {e})") from None
     if not found["train"] or not found["test"]:
         raise CnnlabError(f"{path}: expected images under train/<class>/ and test/<class>/")
     classes = sorted({c for c, _, _ in found["train"]})

@@ -38,11 +38,21 @@ class LayerInfo:
     flops: int  # per image, forward pass, multiply and add counted separately
 
 
+MAX_PARAMS = 500_000_000  # 2 GB of float32: beyond any small classifier, and beyond this machine's patience
+LIMITS = {"filters": 1 << 16, "units": 1 << 20, "kernel": 64, "stride": 64, "size": 64}
+
+
 def _int(layer, key, default=None, minimum=1):
     v = layer.get(key, default)
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise CnnlabError(f"layer {layer}: {key} must be an integer >= {minimum}")
+    if not isinstance(v, int) or isinstance(v, bool) or not minimum <= v <= LIMITS[key]:
+        raise CnnlabError(f"layer {layer}: {key} must be an integer from {minimum} to {LIMITS[key]}")
     return v
+
+
+def _count(total: int, more: int, where: str) -> int:
+    if total + more > MAX_PARAMS:
+        raise CnnlabError(f"{where}: the model would have over {MAX_PARAMS:,} parameters")
+    return total + more
 
 
 def _activation(layer, key="activation"):
@@ -57,6 +67,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
     if not layers:
         raise CnnlabError("the model has no layers")
     modules, infos, shape = [], [], tuple(input_shape)  # (C, H, W) for images, (F,) once flattened
+    total = 0  # parameters so far, counted before anything is allocated
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict) or layer.get("type") not in LAYER_KEYS:
             raise CnnlabError(f"layer {i + 1}: type must be one of {', '.join(LAYER_KEYS)}, got {layer!r}")
@@ -71,6 +82,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
         if kind == "conv2d":
             c, h, w = shape
             f, k, s = _int(layer, "filters"), _int(layer, "kernel"), _int(layer, "stride", 1)
+            total = _count(total, k * k * c * f + f, where)
             pad = layer.get("padding", "valid")
             if pad not in ("same", "valid"):
                 raise CnnlabError(f"{where}: padding must be 'same' or 'valid'")
@@ -107,6 +119,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
             if len(shape) != 1:
                 raise CnnlabError(f"{where} needs a flat input: add {{type = \"flatten\"}} before it (input is {shape})")
             units = num_classes if layer.get("units") == "classes" else _int(layer, "units")
+            total = _count(total, shape[0] * units + units, where)
             new, flops, shape = [nn.Linear(shape[0], units)], 2 * shape[0] * units, (units,)
             act = _activation(layer)
         elif kind == "activation":

@@ -39,6 +39,8 @@ def prepare_data(cfg: config.Config, data_dir: str | None = None):
     if cfg.val_split == 0:
         return ds, _sample(ds.train, everything, cfg.train_subset, cfg.seed), None
     train_idx, val_idx = datasets.stratified_split(ds.train.y, cfg.val_split, cfg.seed)
+    if len(train_idx) == 0:
+        raise CnnlabError(f"val_split {cfg.val_split} leaves no training images")
     return ds, _sample(ds.train, train_idx, cfg.train_subset, cfg.seed), _sample(ds.train, val_idx, 0, cfg.seed)
 
 
@@ -85,6 +87,7 @@ def _differences(saved: dict, wanted: dict, prefix=""):
 
 
 def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fresh: bool = False, say=print):
+    config.validate(cfg)
     run_dir = Path(run_dir)
     held = lock(run_dir)
     if fresh:

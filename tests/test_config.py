@@ -48,3 +48,17 @@ def test_unknown_preset():
 def test_infinite_values_refused():
     with pytest.raises(CnnlabError):
         config.set_value(config.Config(), "optimizer.lr", math.inf)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("checkpoint.filepath", "../../outside.pt", "inside the run folder"),
+    ("checkpoint.filepath", "/etc/best.pt", "inside the run folder"),
+    ("checkpoint.filepath", "best-{nope}.pt", "not a valid pattern"),
+    ("checkpoint.filepath", "last.pt", "resume state"),
+    ("seed", 2**40, "below 2\\*\\*32"),
+])
+def test_validate_refuses(key, value, message):
+    cfg = presets.preset("mlp")
+    config.set_value(cfg, key, value)
+    with pytest.raises(CnnlabError, match=message):
+        config.validate(cfg)

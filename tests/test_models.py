@@ -39,3 +39,11 @@ def test_flops_of_a_conv():
                              {"type": "flatten"}, {"type": "dense", "units": "classes"}], (2, 5, 5), 3)
     assert infos[0].flops == 2 * 3 * 3 * 2 * 4 * 5 * 5
     assert infos[2].flops == 2 * 100 * 3
+
+
+def test_absurd_sizes_are_refused_before_allocating():
+    with pytest.raises(CnnlabError, match="from 1 to"):
+        models.build([{"type": "conv2d", "filters": 10**9, "kernel": 3}], (1, 8, 8), 10)
+    with pytest.raises(CnnlabError, match="over 500,000,000 parameters"):
+        models.build([{"type": "flatten"}, {"type": "dense", "units": 1 << 20}, {"type": "dense", "units": 1 << 20}],
+                      (1, 8, 8), 10)
