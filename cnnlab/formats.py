@@ -6,6 +6,7 @@ with one readable sentence on anything malformed: these files come from users an
 
 import gzip
 import io
+import math
 import pickle
 import tarfile
 import zipfile
@@ -53,7 +54,7 @@ def parse_idx(data: bytes, name: str = "IDX file") -> np.ndarray:
     if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
         raise CnnlabError(f"{name}: IDX header is truncated or declares {ndim} dimensions")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # Python ints: four 32-bit sizes can overflow int64
     body = len(data) - 4 - 4 * ndim
     if body != expected:
         raise CnnlabError(f"{name}: IDX header says {dims} ({expected} bytes) but the file holds {body} bytes")
@@ -93,7 +94,7 @@ def _unpickle_batch(blob: bytes, member: str) -> dict:
         raise CnnlabError(f"{member}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict):
         raise CnnlabError(f"{member}: a CIFAR batch must be a dict")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+    return {k.decode("utf-8", "replace") if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
 def read_cifar_tarball(path: Path):

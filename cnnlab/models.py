@@ -57,7 +57,7 @@ def _count(total: int, more: int, where: str) -> int:
 
 def _activation(layer, key="activation"):
     name = layer.get(key)
-    if name not in ACTIVATIONS:
+    if not (name is None or isinstance(name, str)) or name not in ACTIVATIONS:
         raise CnnlabError(f"layer {layer}: unknown activation {name!r} (choose {', '.join(k for k in ACTIVATIONS if k)})")
     return ACTIVATIONS[name]() if ACTIVATIONS[name] else None
 
@@ -69,7 +69,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
     modules, infos, shape = [], [], tuple(input_shape)  # (C, H, W) for images, (F,) once flattened
     total = 0  # parameters so far, counted before anything is allocated
     for i, layer in enumerate(layers):
-        if not isinstance(layer, dict) or layer.get("type") not in LAYER_KEYS:
+        if not isinstance(layer, dict) or not isinstance(layer.get("type"), str) or layer["type"] not in LAYER_KEYS:
             raise CnnlabError(f"layer {i + 1}: type must be one of {', '.join(LAYER_KEYS)}, got {layer!r}")
         kind = layer["type"]
         unknown = set(layer) - LAYER_KEYS[kind] - {"type"}
