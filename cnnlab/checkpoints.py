@@ -111,8 +111,11 @@ def atomic_write(path: Path, data: bytes, keep_as: Path | None = None):
         if keep_as is not None and path.exists():
             os.replace(path, keep_as)  # a crash right here leaves only keep_as: load_latest falls back to it
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, a read-only folder: the user can act on it
+            raise CnnlabError(f"cannot write {path}: {e.strerror or e}; the previous version is untouched. "
+                              f"Free space or fix the folder, then run the same command to resume") from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -45,7 +45,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     def disk_full(fd):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(CnnlabError, match="No space left on device.*previous version is untouched"):
         checkpoints.save(tmp_path / "last.pt", {"epoch": 2})
     monkeypatch.undo()
     assert checkpoints.load(tmp_path / "last.pt")["epoch"] == 1
