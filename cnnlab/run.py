@@ -20,6 +20,7 @@ from cnnlab.datasets import Split
 from cnnlab.train import Trainer
 
 OPTIMISTIC = "test set: optimistic, the model was selected on the data it is scored on"
+RESUMABLE_CHANGES = {"epochs", "autosave_seconds"}  # may differ on a resumed run: they do not change its numbers
 
 
 def set_threads(cfg: config.Config) -> int:
@@ -82,7 +83,7 @@ def _differences(saved: dict, wanted: dict, prefix=""):
         a, b = saved.get(k), wanted.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             yield from _differences(a, b, f"{prefix}{k}.")
-        elif a != b and f"{prefix}{k}" != "epochs":
+        elif a != b and f"{prefix}{k}" not in RESUMABLE_CHANGES:
             yield f"{prefix}{k}: {a!r} -> {b!r}"
 
 
@@ -114,7 +115,7 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     torch.manual_seed(cfg.seed)
     model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
     trainer = Trainer(model, cfg, train, val, make_callbacks(cfg, run_dir), run_dir)
-    (run_dir / "config.toml").write_text(config.to_toml(cfg))
+    checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
     if state:
         trainer.load_state_dict(state)
         if trainer.epoch >= cfg.epochs or (trainer.stop_training and cfg.epochs <= state["config"]["epochs"]):
@@ -131,7 +132,8 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     try:
         trainer.fit()
     except KeyboardInterrupt:
-        say(f"interrupted; {trainer.saved_epoch} epoch(s) are saved in {run_dir}, run the same command to resume")
+        say(f"interrupted; {trainer.saved_epoch} whole epoch(s) and any later resume point are saved in {run_dir}: "
+            f"run the same command to resume")
         raise
     result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
     say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
