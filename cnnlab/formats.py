@@ -179,6 +179,8 @@ def _decode(blob: bytes, name: str) -> Image.Image:
         return img
     except CnnlabError:
         raise
+    except Image.DecompressionBombError:
+        raise CnnlabError(f"{name}: too many pixels for a training image (a decompression bomb?)") from None
     except Exception as e:  # PIL raises many types for broken files
         raise CnnlabError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
 

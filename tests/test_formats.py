@@ -147,3 +147,48 @@ def test_folder_without_train_test_layout(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(CnnlabError, match="train/<class>"):
         datasets.load(data=str(tmp_path / "x"))
+
+
+def png_claiming(width, height) -> bytes:
+    """A tiny PNG whose header claims width x height pixels: a decompression bomb's calling card."""
+    import struct
+    import zlib
+    blob = io.BytesIO()
+    Image.new("L", (1, 1)).save(blob, "PNG")
+    data = bytearray(blob.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+def test_decompression_bomb_image_is_refused(tmp_path):
+    root = make_image_folder(tmp_path / "f")
+    (root / "train" / "cat" / "bomb.png").write_bytes(png_claiming(20000, 20000))
+    with pytest.raises(CnnlabError, match="bomb.png: too many pixels"):
+        datasets.load(data=str(root))
+    (root / "train" / "cat" / "bomb.png").write_bytes(png_claiming(5000, 5000))  # under PIL's limit, over ours
+    with pytest.raises(CnnlabError, match="bomb.png: 5000x5000 pixels is too large"):
+        datasets.load(data=str(root))
+
+
+def test_gzip_bomb_is_refused(tmp_path, monkeypatch):
+    import gzip
+    monkeypatch.setattr(formats, "MAX_FILE_BYTES", 10_000)  # the real limit is 1 GiB; same code path
+    (tmp_path / "x.gz").write_bytes(gzip.compress(bytes(20_000)))
+    with pytest.raises(CnnlabError, match="larger than .* once decompressed"):
+        formats.read_maybe_gzip(tmp_path / "x.gz")
+
+
+def test_cifar_label_count_mismatch(tmp_path):
+    rng = np.random.default_rng(0)
+    with tarfile.open(tmp_path / "c.tar.gz", "w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+            obj = ({b"label_names": [b"a", b"b"]} if name == "batches.meta" else
+                   {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 0]})
+            blob = pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(CnnlabError, match="4 images but labels do not match"):
+        formats.read_cifar_tarball(tmp_path / "c.tar.gz")
