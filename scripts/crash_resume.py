@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def main():
     if kills < a.kills:
         failures.append(f"only {kills} kills happened before the run finished")
     print("FAILED: " + "; ".join(failures) if failures else "OK: same weights, bit for bit")
+    shutil.rmtree(runs, ignore_errors=True)
     return 1 if failures else 0
 
 
