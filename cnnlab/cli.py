@@ -60,10 +60,11 @@ def cmd_evaluate(args):
 
 def cmd_summary(args):
     cfg = build_config(args)
-    shape = (3, 32, 32) if cfg.dataset == "cifar10" or cfg.data else (1, 28, 28)
-    if cfg.data:
-        shape = datasets.load(data=cfg.data).input_shape
-    _, infos = models.build(cfg.layers, shape, 10)
+    shape, classes = ((3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)), 10
+    if cfg.data:  # a user's images: their own size, channels and classes
+        ds = datasets.load(data=cfg.data)
+        shape, classes = ds.input_shape, len(ds.classes)
+    _, infos = models.build(cfg.layers, shape, classes)
     print(f"Model: {cfg.preset} (input {shape[1]}x{shape[2]}x{shape[0]})")
     print(models.summary(infos, shape))
 

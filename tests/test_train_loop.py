@@ -78,17 +78,14 @@ def test_progress_bar_on_a_terminal_only(capsys):
 
 
 def test_presets_train_one_step_each(tmp_path, mnist_slice):
-    """Every preset builds on its data shape and takes an optimizer step (no shape or dtype surprises)."""
+    """Every preset builds on its data's shape and takes an optimizer step (no shape or dtype surprises)."""
     for name in presets.PRESETS:
         cfg = presets.preset(name)
-        shape = (1, 28, 28) if cfg.dataset == "mnist" else (3, 32, 32)
-        model, _ = models.build(cfg.layers, shape, 10, cfg.init)
-        x = mnist_slice[0].x[:8].float() if shape[0] == 1 else torch.rand(8, *shape)
         cfg.epochs, cfg.batch_size = 1, 8
-        t = Trainer(model, cfg, Split((x * 255).to(torch.uint8) if shape[0] == 3 else mnist_slice[0].x[:8],
-                                      mnist_slice[0].y[:8]), None, [], tmp_path / name)
+        x = mnist_slice[0].x[:8] if cfg.dataset == "mnist" else torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+        model, _ = models.build(cfg.layers, tuple(x.shape[1:]), 10, cfg.init)
         before = [p.detach().clone() for p in model.parameters()]
-        t.fit()
+        Trainer(model, cfg, Split(x, mnist_slice[0].y[:8]), None, [], tmp_path / name).fit()
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
 
 
