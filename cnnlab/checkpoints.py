@@ -4,8 +4,8 @@ No pickle anywhere, so opening a checkpoint someone handed you cannot run code. 
 weights, optimizer state, callback state, RNG state) is flattened: each tensor is stored under its path
 ("model/0.weight", "optimizer/state/3/exp_avg") and replaced by {"__tensor__": path} in the JSON tree.
 A write goes to a temporary file in the same folder, is fsynced, then renamed over the target, so a
-crash at any instant leaves either the old file or the new one, never half of one. A SHA-256 of the tensor
-data is stored in the header and checked on load; `keep_previous` keeps the prior file as NAME.prev, which
+crash at any instant leaves either the old file or the new one, never half of one. A SHA-256 of the JSON and
+tensor data is stored in the header and checked on load; `keep_previous` keeps the prior file as NAME.prev, which
 `load_latest` falls back to when the newest is damaged.
 """
 
@@ -49,8 +49,9 @@ def _unflatten(obj, tensors):
     return obj
 
 
-def _digest(tensors: dict) -> str:
-    h = hashlib.sha256()
+def _digest(tensors: dict, tree_json: str) -> str:
+    """SHA-256 over the JSON tree and every tensor's name, dtype, shape and bytes: any changed bit shows."""
+    h = hashlib.sha256(tree_json.encode())
     for key in sorted(tensors):
         t = tensors[key]
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -64,8 +65,8 @@ def previous(path: Path) -> Path:
 
 def save(path: Path, state: dict, keep_previous: bool = False):
     path, tensors = Path(path), {}
-    tree = _flatten(state, "", tensors)
-    blob = st_save(tensors, metadata={META_KEY: json.dumps(tree), "sha256": _digest(tensors)})
+    tree = json.dumps(_flatten(state, "", tensors))
+    blob = st_save(tensors, metadata={META_KEY: tree, "sha256": _digest(tensors, tree)})
     atomic_write(path, blob, previous(path) if keep_previous else None)
 
 
@@ -75,8 +76,8 @@ def load(path: Path) -> dict:
         tensors = st_load(blob)
         header_len = int.from_bytes(blob[:8], "little")
         meta = json.loads(blob[8:8 + header_len])["__metadata__"]
-        if meta.get("sha256") != _digest(tensors):
-            raise ValueError("checksum mismatch: the tensor data was changed or damaged after saving")
+        if meta.get("sha256") != _digest(tensors, meta[META_KEY]):
+            raise ValueError("checksum mismatch: the file was changed or damaged after saving")
         return _unflatten(json.loads(meta[META_KEY]), tensors)
     except OSError as e:
         raise CnnlabError(f"cannot read checkpoint {path}: {e.strerror}") from None

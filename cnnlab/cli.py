@@ -11,47 +11,57 @@ from pathlib import Path
 from cnnlab import CnnlabError, config, datasets, models, presets
 
 
-def build_config(args) -> config.Config:
+def build_config(args):
+    """The run's config, checked, and the default name of its run folder."""
     target = args.target
     if target.endswith(".toml"):
         d = config.load_toml(target)
-        base = presets.preset(d.pop("preset")) if d.get("preset") else None
-        cfg = config.from_dict(d, base)
-        cfg.preset = cfg.preset or Path(target).stem
+        name = d.pop("preset", "")
+        if not isinstance(name, str):
+            raise CnnlabError(f"{target}: preset must be a preset's name, got {name!r}")
+        cfg = config.from_dict(d, presets.preset(name) if name else None)
+        cfg.preset, stem = name, Path(target).stem
     else:
-        cfg = presets.preset(target)
+        cfg, stem = presets.preset(target), target
     for key, flag in (("dataset", args.dataset), ("data", args.data), ("epochs", args.epochs),
                       ("batch_size", args.batch_size), ("seed", args.seed), ("val_split", args.val_split),
                       ("validate_on", args.validate_on)):
         if flag is not None:
             config.set_value(cfg, key, flag)
     if args.dataset:
-        datasets.canonical_name(args.dataset)
         cfg.data = ""
     for item in args.set or []:
         config.set_value(cfg, *config.parse_set(item))
-    return cfg
+    config.validate(cfg)
+    return cfg, default_run_name(cfg, stem)
 
 
-def default_run_name(cfg: config.Config, args) -> str:
-    name = cfg.preset or "run"
+def default_run_name(cfg: config.Config, stem: str) -> str:
     if cfg.data:
-        return f"{name}-{Path(cfg.data.rstrip('/')).name.split('.')[0]}"
+        return f"{stem}-{Path(cfg.data.rstrip('/')).name.split('.')[0]}"
     if cfg.preset in presets.PRESETS and cfg.dataset != presets.PRESETS[cfg.preset]["dataset"]:
-        return f"{name}-{cfg.dataset}"
-    return name
+        return f"{stem}-{cfg.dataset}"
+    return stem
+
+
+def run_folder(runs: str, name: str) -> Path:
+    """Only a plain name: `--fresh` empties this folder, so it must never be `..`, `/` or a path elsewhere."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise CnnlabError(f"run name {name!r} must be a plain folder name (no '/', not '.' or '..')")
+    return Path(runs) / name
 
 
 def cmd_train(args):
-    from cnnlab.run import train_run  # torch import deferred: `cnnlab presets` stays instant
-    cfg = build_config(args)
-    run_dir = Path(args.runs) / (args.name or default_run_name(cfg, args))
-    train_run(cfg, run_dir, args.data_dir, args.fresh)
+    from cnnlab.run import train_run
+    cfg, name = build_config(args)
+    train_run(cfg, run_folder(args.runs, args.name or name), args.data_dir, args.fresh)
 
 
 def cmd_evaluate(args):
     from cnnlab.run import evaluate_run
     r = evaluate_run(Path(args.run), args.which, args.data_dir)
+    if r["note"]:
+        print(f"note: {r['note']}")
     print(f"{r['checkpoint']} (epoch {r['epoch']}): test loss {r['loss']:.4f}, test accuracy {r['accuracy']:.4f}")
     width = max(len(c) for c in r["classes"])
     for c, acc in zip(r["classes"], r["per_class_accuracy"]):
@@ -59,7 +69,7 @@ def cmd_evaluate(args):
 
 
 def cmd_summary(args):
-    cfg = build_config(args)
+    cfg, _ = build_config(args)
     shape, classes = ((3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)), 10
     if cfg.data:  # a user's images: their own size, channels and classes
         ds = datasets.load(data=cfg.data)
@@ -80,9 +90,15 @@ def cmd_datasets(args):
     print("any folder, .tar.gz or .zip with train/<class>/*.png|jpg and test/<class>/*: pass --data PATH")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage too; the CLI's contract is one line
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cnnlab", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = OneLineParser(prog="cnnlab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def model_args(sp):
         sp.add_argument("target", help="a preset (see `cnnlab presets`) or a config .toml file")
@@ -125,11 +141,8 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except CnnlabError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # e.g. a full disk while saving: the previous checkpoint is still whole
-        print(f"cnnlab: error: {e}", file=sys.stderr)
+    except (CnnlabError, OSError) as e:  # OSError: e.g. an unreadable folder; what was saved stays whole
+        print(f"cnnlab: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -5,6 +5,7 @@ Every hyperparameter of a run lives here, so a run's config.toml re-runs it exac
 
 import copy
 import dataclasses
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -122,54 +123,79 @@ def set_value(cfg: Config, key: str, value):
 
 def _check(key, typ, value):
     bad = CnnlabError(f"{key} must be {getattr(typ, '__name__', typ)}, got {value!r}")
-    if typ in (float, "float") or str(typ) == "float | None":
-        if value is None and "None" in str(typ):
+    if typ in (float, float | None):
+        if value is None and typ is not float:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise bad
         value = float(value)
         if value < 0 or (key in POSITIVE and value == 0):
             raise CnnlabError(f"{key} must be {'> 0' if key in POSITIVE else '>= 0'}, got {value}")
-        if key.endswith(("val_split",)) and not value < 1:
+        if key == "val_split" and not value < 1:
             raise CnnlabError(f"{key} must be below 1, got {value}")
         return value
-    if typ in (int, "int"):
+    if typ is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (key in POSITIVE and value == 0):
             raise CnnlabError(f"{key} must be an integer {'> 0' if key in POSITIVE else '>= 0'}, got {value!r}")
         return value
-    if typ in (bool, "bool"):
+    if typ is bool:
         if not isinstance(value, bool):
             raise bad
         return value
-    if typ in (str, "str"):
+    if typ is str:
         if not isinstance(value, str):
             raise bad
         if key in CHOICES and value not in CHOICES[key]:
             raise CnnlabError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
         return value
-    if typ in (list, "list"):
+    if typ is list:
         if not isinstance(value, list):
             raise bad
         return value
     raise bad
 
 
+RUN_FILES = {"last.pt", "last.pt.prev", "config.toml", "metrics.csv", "results.json", "curves.png", ".lock"}
+
+
 def validate(cfg: Config):
-    """Checks that need more than one key or a value's content (run before training starts)."""
+    """Checks that need more than one key or a value's content; run before anything is loaded or deleted."""
+    if not cfg.data:
+        from cnnlab.datasets import canonical_name  # deferred: it imports torch
+        cfg.dataset = canonical_name(cfg.dataset)
     if cfg.seed >= 2**32:
         raise CnnlabError(f"seed must be below 2**32, got {cfg.seed}")
     if cfg.threads > 1024:
         raise CnnlabError(f"threads must be at most 1024, got {cfg.threads}")
-    name = cfg.checkpoint.filepath
-    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-        raise CnnlabError(f"checkpoint.filepath must be a file name inside the run folder, got {name!r}")
+    o = cfg.optimizer
+    for key in ("beta1", "beta2", "rho"):
+        if not getattr(o, key) < 1:
+            raise CnnlabError(f"optimizer.{key} must be below 1, got {getattr(o, key)}")
+    if o.name == "sgd" and o.nesterov and o.momentum == 0:
+        raise CnnlabError("optimizer.nesterov needs optimizer.momentum > 0")
+    if cfg.reduce_lr.enabled and not cfg.reduce_lr.factor < 1:
+        raise CnnlabError(f"reduce_lr.factor must be below 1, got {cfg.reduce_lr.factor}")
+    logged = ["loss", "accuracy", "lr"]
+    if cfg.validate_on == "test" or cfg.val_split > 0:
+        logged += ["val_loss", "val_accuracy"]
+    watched = [("checkpoint", cfg.checkpoint.save_best_only), ("early_stopping", cfg.early_stopping.enabled),
+               ("reduce_lr", cfg.reduce_lr.enabled)]
+    for section, active in watched:
+        monitor = getattr(cfg, section).monitor
+        if active and monitor not in logged:
+            raise CnnlabError(f"{section}.monitor {monitor!r} is not a logged metric; choose one of {', '.join(logged)}")
+    _check_checkpoint_name(cfg.checkpoint.filepath, logged)
+
+
+def _check_checkpoint_name(pattern: str, logged: list):
     try:
-        name.format(epoch=1, loss=0.0, accuracy=0.0, val_loss=0.0, val_accuracy=0.0, lr=0.0, seconds=0.0)
-    except (KeyError, IndexError, ValueError, AttributeError) as e:
-        raise CnnlabError(f"checkpoint.filepath {name!r} is not a valid pattern ({type(e).__name__}: {e}); "
-                          f"use fields like {{epoch:03d}} or {{val_loss:.3f}}") from None
-    if name in ("last.pt", "last.pt.prev"):
-        raise CnnlabError("checkpoint.filepath must not be last.pt: that file is the run's resume state")
+        name = pattern.format(epoch=1, seconds=1.0, **{k: 0.5 for k in logged})
+    except Exception as e:  # str.format can raise almost anything on a hostile pattern
+        raise CnnlabError(f"checkpoint.filepath {pattern!r} is not a valid pattern ({type(e).__name__}: {e}); "
+                          f"use fields like {{epoch:03d}} or {{val_loss:.3f}} from {', '.join(logged)}") from None
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name in RUN_FILES:
+        raise CnnlabError(f"checkpoint.filepath must name a new file inside the run folder (not a path, a hidden "
+                          f"file or one of {', '.join(sorted(RUN_FILES))}), got {pattern!r}")
 
 
 def _all_keys(obj, prefix=""):
@@ -224,7 +250,11 @@ def to_toml(cfg: Config) -> str:
 
 
 def _inline(d: dict) -> str:
-    return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in d.items()) + " }"
+    return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in d.items()) + " }"
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
 
 
 def _value(v) -> str:
@@ -233,7 +263,7 @@ def _value(v) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(v)  # a JSON string (escapes control characters) is a valid TOML basic string
     if isinstance(v, dict):
         return _inline(v)
     if isinstance(v, list):

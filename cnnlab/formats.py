@@ -6,7 +6,9 @@ with one readable sentence on anything malformed: these files come from users an
 
 import gzip
 import io
+import lzma
 import math
+import warnings
 import pickle
 import tarfile
 import zipfile
@@ -24,7 +26,7 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # a training image larger than this is a decompr
 MAX_FILE_BYTES = 1 << 30  # no IDX file or CIFAR batch is near 1 GiB uncompressed; a gzip bomb is
 MAX_IMAGE_FILE_BYTES = 64 << 20
 ARCHIVE_ERRORS = (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error, gzip.BadGzipFile,
-                  NotImplementedError, RuntimeError)  # RuntimeError: zipfile's "encrypted, password required"
+                  lzma.LZMAError, NotImplementedError, RuntimeError)  # RuntimeError: zipfile's "encrypted, password required"
 
 
 def read_limited(stream, limit: int, name) -> bytes:
@@ -145,10 +147,10 @@ def _list_archive(path: Path):
             if p.is_file():
                 yield p.relative_to(path).as_posix(), p.stat().st_size, (lambda p=p: p.open("rb"))
     elif zipfile.is_zipfile(path):
-        zf = zipfile.ZipFile(path)
-        for info in zf.infolist():
-            if not info.is_dir():
-                yield info.filename, info.file_size, (lambda info=info: zf.open(info))
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    yield info.filename, info.file_size, (lambda info=info: zf.open(info))
     elif tarfile.is_tarfile(path):
         # Stream once: reading members in archive order avoids re-decompressing a .tar.gz per image.
         with tarfile.open(path, "r|*") as tar:
@@ -172,14 +174,16 @@ def _split_class(name: str):
 
 def _decode(blob: bytes, name: str) -> Image.Image:
     try:
-        img = Image.open(io.BytesIO(blob))
+        with warnings.catch_warnings():  # PIL warns, then raises, on huge images: make both one clean error
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(blob))
         if img.width * img.height > MAX_IMAGE_PIXELS:
             raise CnnlabError(f"{name}: {img.width}x{img.height} pixels is too large for a training image")
         img.load()
         return img
     except CnnlabError:
         raise
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CnnlabError(f"{name}: too many pixels for a training image (a decompression bomb?)") from None
     except Exception as e:  # PIL raises many types for broken files
         raise CnnlabError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
@@ -205,6 +209,7 @@ def read_image_folder(path: Path):
     extra = sorted({c for c, _, _ in found["test"]} - set(classes))
     if extra:
         raise CnnlabError(f"{path}: test classes {extra} do not appear in train/")
+    index = {c: i for i, c in enumerate(classes)}
     images = [img for split in found.values() for _, _, img in split]
     size = Counter(img.size for img in images).most_common(1)[0][0]
     mode = "L" if all(img.mode in ("L", "1", "I;16", "I") for img in images) else "RGB"
@@ -212,7 +217,7 @@ def read_image_folder(path: Path):
     def arrays(items):
         items.sort(key=lambda t: (t[0], t[1]))  # deterministic order: class, then file name
         x = np.stack([_to_array(img, mode, size, name) for _, name, img in items])
-        y = np.array([classes.index(c) for c, _, _ in items], dtype=np.int64)
+        y = np.array([index[c] for c, _, _ in items], dtype=np.int64)
         return (x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)).copy(), y
 
     return arrays(found["train"]), arrays(found["test"]), classes

@@ -11,6 +11,7 @@ He-uniform, Keras' kernel_initializer="he_uniform"), zero biases, BatchNorm with
     {type = "activation", name = "relu"}
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -76,7 +77,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
         if unknown:
             raise CnnlabError(f"layer {i + 1} ({kind}): unknown key(s) {', '.join(sorted(unknown))}")
         where = f"layer {i + 1} ({kind})"
-        if kind in ("conv2d", "maxpool", "avgpool", "batchnorm") and len(shape) != 3 and kind != "batchnorm":
+        if kind in ("conv2d", "maxpool", "avgpool") and len(shape) != 3:
             raise CnnlabError(f"{where} needs an image input but gets a flat vector of {shape[0]}")
         new, flops, act = [], 0, None
         if kind == "conv2d":
@@ -88,14 +89,19 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
                 raise CnnlabError(f"{where}: padding must be 'same' or 'valid'")
             if pad == "same":
                 oh, ow = -(-h // s), -(-w // s)
-                # Keras' 'same' pads the extra pixel at the bottom/right; for odd kernels it is symmetric.
-                conv = nn.Conv2d(c, f, k, s, padding="same" if s == 1 else k // 2)
+                # TensorFlow's rule: pad so the output is ceil(input / stride), the odd pixel at the bottom/right.
+                ph, pw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
+                if ph % 2 or pw % 2:
+                    new.append(nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
+                    conv = nn.Conv2d(c, f, k, s)
+                else:
+                    conv = nn.Conv2d(c, f, k, s, padding=(ph // 2, pw // 2))
             else:
                 if h < k or w < k:
                     raise CnnlabError(f"{where}: a {k}x{k} 'valid' kernel needs at least {k}x{k} input, gets {h}x{w}")
                 oh, ow = (h - k) // s + 1, (w - k) // s + 1
                 conv = nn.Conv2d(c, f, k, s)
-            new, shape, flops = [conv], (f, oh, ow), 2 * k * k * c * f * oh * ow
+            new, shape, flops = new + [conv], (f, oh, ow), 2 * k * k * c * f * oh * ow
             act = _activation(layer)
         elif kind in ("maxpool", "avgpool"):
             c, h, w = shape
@@ -114,7 +120,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
                 raise CnnlabError(f"{where}: rate must be in [0, 1)")
             new = [nn.Dropout(rate)]
         elif kind == "flatten":
-            new, shape = [nn.Flatten()], (int(torch.tensor(shape).prod()),)
+            new, shape = [nn.Flatten()], (math.prod(shape),)
         elif kind == "dense":
             if len(shape) != 1:
                 raise CnnlabError(f"{where} needs a flat input: add {{type = \"flatten\"}} before it (input is {shape})")

@@ -59,8 +59,6 @@ def make_callbacks(cfg: config.Config, run_dir: Path):
         callbacks.append(EarlyStopping(es.monitor, es.min_delta, es.patience, es.mode, es.baseline,
                                        es.restore_best_weights, es.start_from_epoch))
     if rl.enabled:
-        if not rl.factor < 1:
-            raise CnnlabError("reduce_lr.factor must be below 1")
         callbacks.append(ReduceLROnPlateau(rl.monitor, rl.factor, rl.patience, rl.min_delta, rl.cooldown,
                                            rl.min_lr, rl.mode))
     callbacks.append(CSVLogger(run_dir / "metrics.csv"))
@@ -91,21 +89,24 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     config.validate(cfg)
     run_dir = Path(run_dir)
     held = lock(run_dir)
-    if fresh:
-        for p in run_dir.iterdir():
-            if p.name != ".lock":
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-    for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write; we hold the lock now
-        stale.unlink()
-    state, warning = checkpoints.load_latest(run_dir / "last.pt")
-    if warning:
-        say(f"warning: {warning}")
+    state = None
+    if not fresh:
+        for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write; we hold the lock now
+            stale.unlink()
+        state, warning = checkpoints.load_latest(run_dir / "last.pt")
+        if warning:
+            say(f"warning: {warning}")
     if state:
         # Through from_dict, so keys added to Config since the run was saved compare as their defaults.
         diff = list(_differences(config.to_dict(config.from_dict(state["config"])), config.to_dict(cfg)))
         if diff:
             raise CnnlabError(f"{run_dir} was trained with other settings ({'; '.join(diff[:3])}); "
                               f"re-run with --fresh to start over or --name for a new run")
+        if _finished(state) and cfg.epochs <= state["config"]["epochs"] and (run_dir / "results.json").exists():
+            result = json.loads((run_dir / "results.json").read_text())
+            say(f"{run_dir.name} already finished at epoch {state['epoch']}: test accuracy "
+                f"{result['test']['accuracy']:.4f} (results.json); use --epochs N to extend or --fresh")
+            return result
     threads = set_threads(cfg)
     ds, train, val = prepare_data(cfg, data_dir)
     say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
@@ -115,19 +116,13 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     torch.manual_seed(cfg.seed)
     model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
     trainer = Trainer(model, cfg, train, val, make_callbacks(cfg, run_dir), run_dir)
+    if fresh:  # only now, with the config, data and model known to be good, is the old run discarded
+        for p in run_dir.iterdir():
+            if p.name != ".lock":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    elif state:
+        resume(trainer, state, cfg, run_dir, say)
     checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
-    if state:
-        trainer.load_state_dict(state)
-        if trainer.epoch >= cfg.epochs or (trainer.stop_training and cfg.epochs <= state["config"]["epochs"]):
-            say(f"{run_dir.name} already finished at epoch {trainer.epoch}; use --epochs N to extend or --fresh")
-        else:
-            at_step = f", step {trainer.batch + 1}" if trainer.batch else ""
-            say(f"resuming {run_dir.name} at epoch {trainer.epoch + 1}{at_step} (of {cfg.epochs})")
-        if trainer.stop_training and cfg.epochs > state["config"]["epochs"]:
-            trainer.stop_training = False  # extending an early-stopped run: a new fit(), a fresh patience
-            for cb in trainer.callbacks:
-                if isinstance(cb, EarlyStopping):
-                    cb.wait, cb.stopped_epoch = 0, -1
     started = time.perf_counter()
     try:
         trainer.fit()
@@ -140,6 +135,33 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
         f"{result['weights']}) - run folder {run_dir}")
     held.close()
     return result
+
+
+def _finished(state: dict) -> bool:
+    return state["stopped"] or state["epoch"] >= state["config"]["epochs"]
+
+
+def resume(trainer: Trainer, state: dict, cfg: config.Config, run_dir: Path, say):
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # e.g. the --data folder gained a class
+        raise CnnlabError(f"{run_dir / 'last.pt'} does not fit this model and data ({type(e).__name__}: {e}); "
+                          f"use --fresh to start over") from None
+    if _finished(state) and cfg.epochs > state["config"]["epochs"]:
+        # Extending a finished run is Keras' second model.fit(): it starts from the weights the first one
+        # ended with (the best ones, if restored) and early stopping starts counting afresh.
+        trainer.stop_training = False
+        for cb in trainer.callbacks:
+            if isinstance(cb, EarlyStopping):
+                cb.on_train_end()
+                cb.reset()
+        trainer.restored_epoch = None
+        say(f"extending {run_dir.name} from epoch {trainer.epoch} to {cfg.epochs}")
+    elif _finished(state):
+        say(f"{run_dir.name} finished at epoch {trainer.epoch}; writing its missing results")
+    else:
+        at_step = f", step {trainer.batch + 1}" if trainer.batch else ""
+        say(f"resuming {run_dir.name} at epoch {trainer.epoch + 1}{at_step} (of {cfg.epochs})")
 
 
 def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: float) -> dict:
@@ -163,19 +185,26 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
 
 
 def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None) -> dict:
-    """Test metrics of a run's best (or last) checkpoint, rebuilt from the config stored inside it."""
+    """Test metrics of a run's best (ModelCheckpoint's newest file) or last weights, on the run's own test set."""
     run_dir = Path(run_dir)
-    path = run_dir / ("best.pt" if which == "best" else "last.pt")
-    if which == "best" and not path.exists():
-        path = run_dir / "last.pt"
-    if not path.exists():
-        raise CnnlabError(f"{run_dir} has no checkpoint (looked for best.pt and last.pt)")
-    state = checkpoints.load(path)
-    cfg = config.from_dict(state["config"])
-    set_threads(cfg)
-    ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
-    model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
-    model.load_state_dict(state["model"])
-    trainer = Trainer(model, cfg, ds.train, None, [], run_dir)
-    test = trainer.evaluate(ds.test, len(ds.classes))
-    return {"checkpoint": str(path), "epoch": state["epoch"], "classes": ds.classes, **test}
+    state, warning = checkpoints.load_latest(run_dir / "last.pt")
+    if state is None:
+        raise CnnlabError(f"{run_dir} has no checkpoint (no last.pt): is it a run folder?")
+    note, path = warning, run_dir / "last.pt"
+    if which == "best":
+        saved = state.get("callbacks", {}).get("ModelCheckpoint", {}).get("saved") or []
+        if saved and (run_dir / saved[-1][1]).exists():
+            path = run_dir / saved[-1][1]
+            state = checkpoints.load(path)
+        else:
+            note = "ModelCheckpoint saved no file in this run; evaluating the last weights"
+    try:
+        cfg = config.from_dict(state["config"])
+        set_threads(cfg)
+        ds, _, _ = prepare_data(cfg, data_dir)
+        model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CnnlabError(f"{path} does not fit its data set ({type(e).__name__}: {e})") from None
+    test = Trainer(model, cfg, ds.train, None, [], run_dir).evaluate(ds.test, len(ds.classes))
+    return {"checkpoint": str(path), "epoch": state["epoch"], "classes": ds.classes, "note": note, **test}

@@ -6,7 +6,6 @@ Reproducibility comes from deriving every epoch's shuffle and dropout randomness
 resumed run draws exactly the numbers an uninterrupted one would have.
 """
 
-import math
 import time
 from pathlib import Path
 
@@ -38,6 +37,15 @@ def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def batch_starts(n: int, batch_size: int) -> list:
+    """Where each batch begins. A last batch of one sample joins the one before: BatchNorm cannot train on a
+    single sample (Keras would crash on it too, with a less helpful message)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return starts
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -61,7 +69,8 @@ class Trainer:
         cfg, data = self.cfg, self.train_data
         for cb in self.callbacks:
             cb.on_train_begin()
-        steps = math.ceil(len(data) / cfg.batch_size)
+        starts = batch_starts(len(data), cfg.batch_size)
+        steps = len(starts)
         while self.epoch < cfg.epochs and not self.stop_training:
             self.model.train()
             start, progress = time.perf_counter(), Progress(f"Epoch {self.epoch + 1}/{cfg.epochs}", steps)
@@ -70,7 +79,7 @@ class Trainer:
                 torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1)  # dropout's randomness for this epoch
                 self.loss_sum, self.correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
             for i in range(self.batch, steps):
-                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                idx = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
                 x, y = to_input(data.x[idx], self.channels_last), data.y[idx]
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.current_lr()
@@ -85,7 +94,7 @@ class Trainer:
                 self.step, self.batch = self.step + 1, i + 1
                 self.loss_sum += loss.detach() * len(y)
                 self.correct += (logits.argmax(1) == y).sum()
-                progress.update(i + 1, self.loss_sum.item() / min((i + 1) * cfg.batch_size, len(data)))
+                progress.update(i + 1, self.loss_sum.item() / (starts[i] + len(idx)))
                 if cfg.autosave_seconds and time.monotonic() - self.saved_at > cfg.autosave_seconds:
                     self.save_state()  # a mid-epoch resume point: a kill loses at most autosave_seconds
             logs = {"loss": self.loss_sum.item() / len(data), "accuracy": self.correct.item() / len(data)}
@@ -147,9 +156,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state["model"])
-        opt = state["optimizer"]
-        self.optimizer.load_state_dict({"state": {int(k): v for k, v in opt["state"].items()},
-                                        "param_groups": opt["param_groups"]})
+        self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.batch, self.step, self.lr = state["epoch"], state["batch"], state["step"], state["lr"]
         self.saved_epoch = self.epoch
         self.history, self.stop_training = list(state["history"]), state["stopped"]

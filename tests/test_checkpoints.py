@@ -71,3 +71,11 @@ def test_load_latest_when_only_the_previous_survived(tmp_path):
     (tmp_path / "last.pt").unlink()  # as if killed between the two renames
     state, warning = checkpoints.load_latest(tmp_path / "last.pt")
     assert state["epoch"] == 1 and "missing" in warning
+
+
+def test_edited_metadata_fails_the_checksum(tmp_path):
+    checkpoints.save(tmp_path / "s.pt", {"lr": 0.01, "w": torch.ones(3)})
+    blob = (tmp_path / "s.pt").read_bytes()
+    (tmp_path / "s.pt").write_bytes(blob.replace(b"0.01", b"0.91"))  # same length: still valid safetensors
+    with pytest.raises(CnnlabError, match="checksum mismatch"):
+        checkpoints.load(tmp_path / "s.pt")

@@ -53,12 +53,39 @@ def test_infinite_values_refused():
 @pytest.mark.parametrize("key, value, message", [
     ("checkpoint.filepath", "../../outside.pt", "inside the run folder"),
     ("checkpoint.filepath", "/etc/best.pt", "inside the run folder"),
+    ("checkpoint.filepath", "{lr!s:.0}../x.pt", "inside the run folder"),
     ("checkpoint.filepath", "best-{nope}.pt", "not a valid pattern"),
-    ("checkpoint.filepath", "last.pt", "resume state"),
+    ("checkpoint.filepath", "e{epoch[0]}.pt", "not a valid pattern"),
+    ("checkpoint.filepath", "last.pt", "last.pt"),
+    ("checkpoint.filepath", "last{lr!s:.0}.pt", "last.pt"),
+    ("checkpoint.filepath", ".lock", "hidden file"),
+    ("checkpoint.monitor", "val_acc", "'val_acc' is not a logged metric"),
+    ("optimizer.beta1", 1.5, "beta1 must be below 1"),
     ("seed", 2**40, "below 2\\*\\*32"),
+    ("dataset", "imagenet", "unknown dataset"),
 ])
 def test_validate_refuses(key, value, message):
     cfg = presets.preset("mlp")
     config.set_value(cfg, key, value)
     with pytest.raises(CnnlabError, match=message):
         config.validate(cfg)
+
+
+def test_validation_metrics_vanish_without_a_validation_set():
+    cfg = presets.preset("cifar-cnn")  # early stopping and best-only checkpoint watch val_loss
+    config.set_value(cfg, "val_split", 0.0)
+    with pytest.raises(CnnlabError, match="'val_loss' is not a logged metric; choose one of loss, accuracy, lr"):
+        config.validate(cfg)
+
+
+def test_dataset_aliases_are_canonical():
+    cfg = presets.preset("mlp")
+    config.set_value(cfg, "dataset", "FMNIST")
+    config.validate(cfg)
+    assert cfg.dataset == "fashion-mnist"
+
+
+def test_toml_strings_with_control_characters_roundtrip():
+    cfg = presets.preset("mlp")
+    cfg.data = 'odd\nname "quoted" \\ tab\t'
+    assert tomllib.loads(config.to_toml(cfg))["data"] == cfg.data

@@ -47,3 +47,13 @@ def test_absurd_sizes_are_refused_before_allocating():
     with pytest.raises(CnnlabError, match="over 500,000,000 parameters"):
         models.build([{"type": "flatten"}, {"type": "dense", "units": 1 << 20}, {"type": "dense", "units": 1 << 20}],
                       (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("kernel, stride, size", [(2, 2, 7), (3, 2, 8), (4, 3, 10), (4, 1, 6), (5, 2, 9)])
+def test_same_padding_gives_ceil_of_input_over_stride(kernel, stride, size):
+    import torch
+    layers = [{"type": "conv2d", "filters": 2, "kernel": kernel, "stride": stride, "padding": "same"}]
+    model, infos = models.build(layers + [{"type": "flatten"}, {"type": "dense", "units": "classes"}], (1, size, size), 3)
+    expected = -(-size // stride)
+    assert infos[0].output_shape == (2, expected, expected)
+    assert model(torch.zeros(2, 1, size, size)).shape == (2, 3)

@@ -117,3 +117,13 @@ def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch):
         assert torch.equal(a, b)
     drop_seconds = lambda hs: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]
     assert drop_seconds(straight.history) == drop_seconds(resumed.history)
+
+
+def test_a_last_batch_of_one_joins_the_previous_one(tmp_path, mnist_slice):
+    """33 images at batch 32 with BatchNorm after a dense layer: one batch of 33, not a crash on a batch of 1."""
+    layers = [{"type": "flatten"}, {"type": "dense", "units": 16}, {"type": "batchnorm"}, {"type": "dense", "units": "classes"}]
+    cfg = config.from_dict({"layers": layers, "epochs": 1, "batch_size": 32})
+    model, _ = models.build(layers, (1, 28, 28), 10)
+    t = Trainer(model, cfg, Split(mnist_slice[0].x[:33], mnist_slice[0].y[:33]), None, [], tmp_path)
+    t.fit()
+    assert t.step == 1

@@ -71,7 +71,7 @@ def test_extend_a_finished_run(real_data, tmp_path):
     base = ["train", "mnist-cnn", "--runs", tmp_path, *QUICK]
     assert cnnlab(*base, "--epochs", 1, env={"CNNLAB_DATA": real_data}).returncode == 0
     r = cnnlab(*base, "--epochs", 2, env={"CNNLAB_DATA": real_data})
-    assert r.returncode == 0 and "resuming mnist-cnn at epoch 2" in r.stdout and "Epoch 1/2" not in r.stdout
+    assert r.returncode == 0 and "extending mnist-cnn from epoch 1 to 2" in r.stdout and "Epoch 1/2" not in r.stdout
     assert len(metrics(tmp_path / "mnist-cnn")) == 3
 
 
@@ -143,3 +143,32 @@ def test_model_that_does_not_fit_the_data(tmp_path):
 def test_summary_prints_keras_totals():
     r = cnnlab("summary", "cifar-cnn")
     assert r.returncode == 0 and "Trainable params: 551,722" in r.stdout and "Total params: 552,874" in r.stdout
+
+
+def test_run_name_must_be_a_plain_folder_name(tmp_path):
+    (tmp_path / "keep.txt").write_text("precious")
+    r = cnnlab("train", "mnist-cnn", "--runs", tmp_path / "runs", "--name", "..", "--fresh")
+    assert r.returncode == 2 and "plain folder name" in r.stderr and (tmp_path / "keep.txt").exists()
+
+
+def test_fresh_with_a_bad_model_keeps_the_old_run(real_data, tmp_path):
+    base = ["train", "mnist-cnn", "--runs", tmp_path, "--epochs", 1, *QUICK]
+    assert cnnlab(*base, env={"CNNLAB_DATA": real_data}).returncode == 0
+    r = cnnlab(*base, "--fresh", "--set", 'layers=[{type="dense", units=10}]', env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 2 and "needs a flat input" in r.stderr
+    assert checkpoints.load(tmp_path / "mnist-cnn" / "last.pt")["epoch"] == 1
+
+
+def test_rerunning_a_finished_run_changes_nothing(real_data, tmp_path):
+    base = ["train", "mnist-cnn", "--runs", tmp_path, "--epochs", 1, *QUICK]
+    assert cnnlab(*base, env={"CNNLAB_DATA": real_data}).returncode == 0
+    run = tmp_path / "mnist-cnn"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    r = cnnlab(*base, env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0 and "already finished at epoch 1: test accuracy" in r.stdout
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_usage_errors_are_one_line():
+    r = cnnlab("train")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "target" in r.stderr

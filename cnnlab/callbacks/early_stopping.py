@@ -21,6 +21,10 @@ class EarlyStopping(Callback):
         self.mode = resolve_mode(monitor, mode)
         self.min_delta = abs(min_delta)
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self.reset()
+
+    def reset(self):
+        """Forget everything seen so far, as Keras does at the start of every fit()."""
         self.wait, self.stopped_epoch, self.best, self.best_epoch, self.best_weights = 0, -1, None, -1, None
 
     def _improves(self, value, reference) -> bool:
