@@ -147,6 +147,9 @@ def resume(trainer: Trainer, state: dict, cfg: config.Config, run_dir: Path, say
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # e.g. the --data folder gained a class
         raise CnnlabError(f"{run_dir / 'last.pt'} does not fit this model and data ({type(e).__name__}: {e}); "
                           f"use --fresh to start over") from None
+    if state.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        say(f"warning: saved with {state['threads']} threads, resuming with {torch.get_num_threads()}: the result "
+            f"will be equally good but not bit-identical to an uninterrupted run (set threads = {state['threads']})")
     if _finished(state) and cfg.epochs > state["config"]["epochs"]:
         # Extending a finished run is Keras' second model.fit(): it starts from the weights the first one
         # ended with (the best ones, if restored) and early stopping starts counting afresh.

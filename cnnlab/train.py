@@ -149,6 +149,7 @@ class Trainer:
         """Everything a resume needs, mid-epoch included: the epoch's sums so far and the RNG stream."""
         return {"config": config.to_dict(self.cfg), "epoch": self.epoch, "batch": self.batch, "step": self.step,
                 "lr": self.lr, "history": self.history, "stopped": self.stop_training,
+                "threads": torch.get_num_threads(),  # bit-exact resume needs the same count
                 "epoch_sums": [self.loss_sum.item(), self.correct.item()] if self.batch else [0.0, 0],
                 "rng": torch.get_rng_state(), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
