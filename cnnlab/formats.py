@@ -56,6 +56,8 @@ def parse_idx(data: bytes, name: str = "IDX file") -> np.ndarray:
     if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
         raise CnnlabError(f"{name}: IDX header is truncated or declares {ndim} dimensions")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if math.prod(max(d, 1) for d in dims) > MAX_FILE_BYTES:  # also for a zero dim: numpy refuses such shapes
+        raise CnnlabError(f"{name}: IDX header declares absurd dimensions {dims}")
     expected = math.prod(dims)  # Python ints: four 32-bit sizes can overflow int64
     body = len(data) - 4 - 4 * ndim
     if body != expected:

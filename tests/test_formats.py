@@ -192,3 +192,10 @@ def test_cifar_label_count_mismatch(tmp_path):
             tar.addfile(info, io.BytesIO(blob))
     with pytest.raises(CnnlabError, match="4 images but labels do not match"):
         formats.read_cifar_tarball(tmp_path / "c.tar.gz")
+
+
+def test_idx_zero_dimension_beside_huge_ones():
+    """Found by the fuzzer: a zero-size body with a header whose other sizes are enormous."""
+    blob = bytes([0, 0, 8, 4]) + b"".join(d.to_bytes(4, "big") for d in (0, 2, 0x4D000000, 0xD4C77B04))
+    with pytest.raises(CnnlabError, match="absurd dimensions"):
+        formats.parse_idx(blob)
