@@ -29,7 +29,8 @@ def test_idx_roundtrip_raw_and_gz(tmp_path):
     (bytes([0, 0, 0x0D, 1, 0, 0, 0, 1]) + b"xxxx", "not unsigned bytes"),
     (bytes([0, 0, 8, 3, 0, 0]), "truncated"),
     (bytes([0, 0, 8, 1, 0, 0, 0, 5]) + b"abc", "holds 3 bytes"),
-    (bytes([0, 0, 8, 1, 255, 255, 255, 255]), "holds 0 bytes"),
+    (bytes([0, 0, 8, 1, 255, 255, 255, 255]), "absurd dimensions"),
+    (bytes([0, 0, 8, 2, 0, 0, 1, 0, 0, 0, 1, 0]), "holds 0 bytes"),
 ])
 def test_idx_malformed_headers_are_refused(blob, message):
     with pytest.raises(CnnlabError, match=message):
