@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(history: list, path: Path, title: str = "", best_epoch: int | None = None):
@@ -18,6 +19,7 @@ def plot_curves(history: list, path: Path, title: str = "", best_epoch: int | No
         if best_epoch:
             ax.axvline(best_epoch, color="gray", linestyle="--", label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -52,8 +52,9 @@ def test_ctrl_c_then_same_command_resumes_exactly(real_data, tmp_path):
     args = [sys.executable, "-m", "cnnlab", "train", "mnist-cnn", "--runs", str(tmp_path), "--epochs", "4", *QUICK]
     whole = subprocess.run(args + ["--name", "whole"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert whole.returncode == 0, whole.stderr
+    # A shell started without job control (CI, nohup, `&`) ignores SIGINT in its children: restore Ctrl-C.
     p = subprocess.Popen(args + ["--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=env, cwd=ROOT)
+                         env=env, cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in p.stdout:
         if line.startswith("Epoch 2/4"):
             p.send_signal(signal.SIGINT)  # Ctrl-C during epoch 3
