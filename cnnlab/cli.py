@@ -1,4 +1,4 @@
-"""The `cnnlab` command: train, evaluate, summary, presets, datasets.
+"""The `cnnlab` command: train, evaluate, predict, summary, presets, datasets.
 
 Any CnnlabError (bad input, unreadable file, model that does not fit the data) is printed as one line on
 stderr with exit status 2; nothing already saved is touched.
@@ -68,6 +68,30 @@ def cmd_evaluate(args):
         print(f"  {c.ljust(width)}  {acc:.4f}")
 
 
+def cmd_predict(args):
+    import json
+    from cnnlab import predict
+    model, about = predict.load_model(Path(args.model))
+    files, results, failed = predict.expand(args.images), [], 0
+    if not files:
+        raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
+    for f in files:  # one at a time: a broken file costs only its own line
+        try:
+            top = predict.classify(model, about, [predict.open_image(f.read_bytes(), str(f))], args.top_k)[0]
+            results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
+        except (CnnlabError, OSError) as e:
+            failed += 1
+            results.append({"file": str(f), "error": " ".join(str(e).split())})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            shown = r.get("error") or "  ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])
+            print(f"{r['file']}: {shown}")
+    if failed:
+        raise CnnlabError(f"{failed} of {len(files)} file(s) could not be classified (see above)")
+
+
 def cmd_summary(args):
     cfg, _ = build_config(args)
     shape, classes = ((3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)), 10
@@ -129,6 +153,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--which", choices=["best", "last"], default="best")
     e.add_argument("--data-dir")
     e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="classify your own images with a trained run or model file")
+    pr.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--json", action="store_true", help="machine-readable output")
+    pr.set_defaults(func=cmd_predict)
 
     sub.add_parser("presets", help="the lab's networks").set_defaults(func=cmd_presets)
     d = sub.add_parser("datasets", help="the data sets and where each was found")

@@ -115,7 +115,8 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
         say(f"warning: validating on the {OPTIMISTIC}")
     torch.manual_seed(cfg.seed)
     model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
-    trainer = Trainer(model, cfg, train, val, make_callbacks(cfg, run_dir), run_dir)
+    about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name}
+    trainer = Trainer(model, cfg, train, val, make_callbacks(cfg, run_dir), run_dir, about)
     if fresh:  # only now, with the config, data and model known to be good, is the old run discarded
         for p in run_dir.iterdir():
             if p.name != ".lock":

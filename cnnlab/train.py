@@ -51,8 +51,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class Trainer:
-    def __init__(self, model, cfg: config.Config, train: Split, val: Split | None, callbacks, run_dir: Path):
+    def __init__(self, model, cfg: config.Config, train: Split, val: Split | None, callbacks, run_dir: Path,
+                 about: dict | None = None):
         self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
+        self.about = about or {}  # classes, input shape, data set: saved with the weights so a model stands alone
         self.callbacks, self.run_dir = callbacks, Path(run_dir)
         self.channels_last = cfg.channels_last and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
         if self.channels_last:
@@ -142,13 +144,13 @@ class Trainer:
 
     def save_model(self, path: str, epoch: int, logs: dict):
         """What ModelCheckpoint writes: weights plus enough metadata to rebuild and evaluate the model."""
-        checkpoints.save(self.run_dir / path, {"config": config.to_dict(self.cfg), "epoch": epoch + 1,
-                                               "logs": logs, "model": self.model.state_dict()})
+        checkpoints.save(self.run_dir / path, {"config": config.to_dict(self.cfg), "about": self.about,
+                                               "epoch": epoch + 1, "logs": logs, "model": self.model.state_dict()})
 
     def state_dict(self) -> dict:
         """Everything a resume needs, mid-epoch included: the epoch's sums so far and the RNG stream."""
-        return {"config": config.to_dict(self.cfg), "epoch": self.epoch, "batch": self.batch, "step": self.step,
-                "lr": self.lr, "history": self.history, "stopped": self.stop_training,
+        return {"config": config.to_dict(self.cfg), "about": self.about, "epoch": self.epoch, "batch": self.batch,
+                "step": self.step, "lr": self.lr, "history": self.history, "stopped": self.stop_training,
                 "threads": torch.get_num_threads(),  # bit-exact resume needs the same count
                 "epoch_sums": [self.loss_sum.item(), self.correct.item()] if self.batch else [0.0, 0],
                 "rng": torch.get_rng_state(), "model": self.model.state_dict(),

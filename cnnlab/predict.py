@@ -1,0 +1,105 @@
+"""Classify a user's own pictures with a trained model: the same preprocessing as training, top-k classes.
+
+A model is a run folder (its ModelCheckpoint file, else last.pt) or any checkpoint file cnnlab wrote: the
+safetensors weights carry the config (architecture), class names and input shape, so nothing else is needed.
+"""
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from cnnlab import CnnlabError, checkpoints, config, formats, models
+from cnnlab.train import to_input
+
+SUFFIXES = formats.IMAGE_SUFFIXES | {".gif", ".webp", ".tif", ".tiff"}
+
+
+def load_model(path: Path):
+    """(model in eval mode, about) from a run folder or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        state, _ = checkpoints.load_latest(path / "last.pt")
+        if state is None:
+            raise CnnlabError(f"{path} has no checkpoint (no last.pt): is it a run folder?")
+        saved = state.get("callbacks", {}).get("ModelCheckpoint", {}).get("saved") or []
+        if saved and (path / saved[-1][1]).exists():
+            state = checkpoints.load(path / saved[-1][1])
+    elif path.is_file():
+        state = checkpoints.load(path)
+    else:
+        raise CnnlabError(f"{path}: no such run folder or model file")
+    about = state.get("about") or {}
+    if not about.get("classes") or not about.get("input_shape"):
+        raise CnnlabError(f"{path} does not record its classes and input shape (saved by an older cnnlab)")
+    try:
+        cfg = config.from_dict(state["config"])
+        model, _ = models.build(cfg.layers, tuple(about["input_shape"]), len(about["classes"]), cfg.init)
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CnnlabError(f"{path} is not a usable model ({type(e).__name__}: {e})") from None
+    return model.eval(), about
+
+
+def prepare(img: Image.Image, input_shape) -> torch.Tensor:
+    """Any picture -> uint8 C x H x W as the model saw in training: channels, size (bilinear, as the image-folder
+    loader resizes), and for single-channel models the MNIST convention of a light digit on a dark ground."""
+    channels, height, width = input_shape
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        ground = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent parts read as white paper
+        img = Image.alpha_composite(ground, img.convert("RGBA"))
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    x = torch.from_numpy(np.array(img, dtype=np.uint8))
+    x = x[None] if channels == 1 else x.permute(2, 0, 1)
+    if channels == 1 and _border_mean(x) > 127:  # dark ink on light paper: invert to MNIST's white-on-black
+        x = 255 - x
+    return x.contiguous()
+
+
+def _border_mean(x: torch.Tensor) -> float:
+    edge = torch.cat([x[:, 0, :].flatten(), x[:, -1, :].flatten(), x[:, :, 0].flatten(), x[:, :, -1].flatten()])
+    return edge.float().mean().item()
+
+
+def open_image(blob: bytes, name: str) -> Image.Image:
+    """Decode one picture of any common format (first frame of an animation), refusing decompression bombs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(blob))
+            if img.width * img.height > formats.MAX_IMAGE_PIXELS:
+                raise CnnlabError(f"{name}: {img.width}x{img.height} pixels is too large")
+            img.seek(0)
+            img.load()
+        return img
+    except CnnlabError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise CnnlabError(f"{name}: too many pixels (a decompression bomb?)") from None
+    except Exception as e:  # PIL raises many types for files that are not images
+        raise CnnlabError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+@torch.inference_mode()
+def classify(model, about: dict, images: list, k: int = 3) -> list:
+    """Top-k (class, probability) lists for a batch of PIL images."""
+    x = torch.stack([prepare(img, about["input_shape"]) for img in images])
+    channels_last = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    probs = torch.softmax(model(to_input(x, channels_last)).float(), dim=1)
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [[(about["classes"][i], p) for i, p in zip(idx.tolist(), val.tolist())]
+            for idx, val in zip(top.indices, top.values)]
+
+
+def expand(paths) -> list:
+    """Files as given; folders become the images inside them, sorted."""
+    out = []
+    for p in map(Path, paths):
+        out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES) if p.is_dir() else [p]
+    return out
