@@ -99,6 +99,20 @@ def load_latest(path: Path):
         return load(prev), f"{damaged}; resumed from the previous checkpoint {prev.name}"
 
 
+def load_run_model(run_dir: Path, which: str = "best"):
+    """(state, path, note) of a run's model: ModelCheckpoint's newest file, or last.pt (with a note saying why)."""
+    run_dir = Path(run_dir)
+    state, note = load_latest(run_dir / "last.pt")
+    if state is None:
+        raise CnnlabError(f"{run_dir} has no checkpoint (no last.pt): is it a run folder?")
+    if which == "best":
+        saved = state.get("callbacks", {}).get("ModelCheckpoint", {}).get("saved") or []
+        if saved and (run_dir / saved[-1][1]).exists():
+            return load(run_dir / saved[-1][1]), run_dir / saved[-1][1], note
+        note = "ModelCheckpoint saved no file in this run; using the last weights"
+    return state, run_dir / "last.pt", note
+
+
 def atomic_write(path: Path, data: bytes, keep_as: Path | None = None):
     """Write `data` to `path` all or nothing; with `keep_as`, the file it replaces is moved there first."""
     path.parent.mkdir(parents=True, exist_ok=True)

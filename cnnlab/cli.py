@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnlab import CnnlabError, config, datasets, models, presets
+from cnnlab import CnnlabError, config, datasets, formats, models, presets
 
 
 def build_config(args):
@@ -77,7 +77,7 @@ def cmd_predict(args):
         raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
     for f in files:  # one at a time: a broken file costs only its own line
         try:
-            top = predict.classify(model, about, [predict.open_image(f.read_bytes(), str(f))], args.top_k)[0]
+            top = predict.classify(model, about, [formats.decode_image(f.read_bytes(), str(f))], args.top_k)[0]
             results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
         except (CnnlabError, OSError) as e:
             failed += 1

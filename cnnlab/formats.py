@@ -174,19 +174,20 @@ def _split_class(name: str):
     return (split, cls) if split in ("train", "test") else None
 
 
-def _decode(blob: bytes, name: str) -> Image.Image:
+def decode_image(blob: bytes, name: str) -> Image.Image:
+    """One picture (the first frame of an animation), refusing decompression bombs; errors name the file."""
     try:
         with warnings.catch_warnings():  # PIL warns, then raises, on huge images: make both one clean error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(blob))
         if img.width * img.height > MAX_IMAGE_PIXELS:
-            raise CnnlabError(f"{name}: {img.width}x{img.height} pixels is too large for a training image")
+            raise CnnlabError(f"{name}: {img.width}x{img.height} pixels is too large")
         img.load()
         return img
     except CnnlabError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise CnnlabError(f"{name}: too many pixels for a training image (a decompression bomb?)") from None
+        raise CnnlabError(f"{name}: too many pixels (a decompression bomb?)") from None
     except Exception as e:  # PIL raises many types for broken files
         raise CnnlabError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
 
@@ -202,7 +203,7 @@ def read_image_folder(path: Path):
                     raise CnnlabError(f"{name}: {size >> 20} MiB is too large for a training image")
                 with open_member() as f:
                     blob = read_limited(f, MAX_IMAGE_FILE_BYTES, name)
-                found[where[0]].append((where[1], name, _decode(blob, name)))
+                found[where[0]].append((where[1], name, decode_image(blob, name)))
     except ARCHIVE_ERRORS as e:
         raise CnnlabError(f"{path}: damaged or unreadable ({type(e).__name__}: {e})") from None
     if not found["train"] or not found["test"]:

@@ -4,8 +4,6 @@ A model is a run folder (its ModelCheckpoint file, else last.pt) or any checkpoi
 safetensors weights carry the config (architecture), class names and input shape, so nothing else is needed.
 """
 
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +20,7 @@ def load_model(path: Path):
     """(model in eval mode, about) from a run folder or a checkpoint file."""
     path = Path(path)
     if path.is_dir():
-        state, _ = checkpoints.load_latest(path / "last.pt")
-        if state is None:
-            raise CnnlabError(f"{path} has no checkpoint (no last.pt): is it a run folder?")
-        saved = state.get("callbacks", {}).get("ModelCheckpoint", {}).get("saved") or []
-        if saved and (path / saved[-1][1]).exists():
-            state = checkpoints.load(path / saved[-1][1])
+        state, _, _ = checkpoints.load_run_model(path)
     elif path.is_file():
         state = checkpoints.load(path)
     else:
@@ -65,25 +58,6 @@ def prepare(img: Image.Image, input_shape) -> torch.Tensor:
 def _border_mean(x: torch.Tensor) -> float:
     edge = torch.cat([x[:, 0, :].flatten(), x[:, -1, :].flatten(), x[:, :, 0].flatten(), x[:, :, -1].flatten()])
     return edge.float().mean().item()
-
-
-def open_image(blob: bytes, name: str) -> Image.Image:
-    """Decode one picture of any common format (first frame of an animation), refusing decompression bombs."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(blob))
-            if img.width * img.height > formats.MAX_IMAGE_PIXELS:
-                raise CnnlabError(f"{name}: {img.width}x{img.height} pixels is too large")
-            img.seek(0)
-            img.load()
-        return img
-    except CnnlabError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise CnnlabError(f"{name}: too many pixels (a decompression bomb?)") from None
-    except Exception as e:  # PIL raises many types for files that are not images
-        raise CnnlabError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 @torch.inference_mode()

@@ -190,18 +190,7 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
 
 def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None) -> dict:
     """Test metrics of a run's best (ModelCheckpoint's newest file) or last weights, on the run's own test set."""
-    run_dir = Path(run_dir)
-    state, warning = checkpoints.load_latest(run_dir / "last.pt")
-    if state is None:
-        raise CnnlabError(f"{run_dir} has no checkpoint (no last.pt): is it a run folder?")
-    note, path = warning, run_dir / "last.pt"
-    if which == "best":
-        saved = state.get("callbacks", {}).get("ModelCheckpoint", {}).get("saved") or []
-        if saved and (run_dir / saved[-1][1]).exists():
-            path = run_dir / saved[-1][1]
-            state = checkpoints.load(path)
-        else:
-            note = "ModelCheckpoint saved no file in this run; evaluating the last weights"
+    state, path, note = checkpoints.load_run_model(Path(run_dir), which)
     try:
         cfg = config.from_dict(state["config"])
         set_threads(cfg)

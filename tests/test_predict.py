@@ -58,7 +58,7 @@ def test_a_broken_file_gets_its_own_error_and_the_rest_still_run(trained, tmp_pa
     (tmp_path / "notes.png").write_text("not an image")
     r = cnnlab("predict", run, tmp_path / "good.png", tmp_path / "notes.png")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "good.png:" in r.stdout and "notes.png: " in r.stdout and "not a readable image" in r.stdout
+    assert "good.png:" in r.stdout and "notes.png: " in r.stdout and "cannot decode image" in r.stdout
     assert "1 of 2 file(s) could not be classified" in r.stderr
 
 
