@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab import CnnlabError
+from cnnlab import CnnlabError, config
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "gelu": nn.GELU,
                "leaky_relu": nn.LeakyReLU, "linear": None, None: None}
@@ -142,6 +142,22 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
     model = nn.Sequential(*modules)
     _keras_init(model, init)
     return model, infos
+
+
+def from_state(state: dict, input_shape: tuple, num_classes: int, where) -> nn.Sequential:
+    """Rebuild a saved model (its config's layers) and load its weights; a mismatch is the file's fault."""
+    try:
+        cfg = config.from_dict(state["config"])
+        model, _ = build(cfg.layers, tuple(input_shape), num_classes, cfg.init)
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CnnlabError(f"{where} does not fit its model or data ({type(e).__name__}: {e})") from None
+    return model
+
+
+def uses_conv(model: nn.Module) -> bool:
+    """Conv nets run in channels_last memory layout on CPU: faster, same numbers."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def _keras_init(model: nn.Module, init: str):

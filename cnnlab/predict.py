@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from cnnlab import CnnlabError, checkpoints, config, formats, models
+from cnnlab import CnnlabError, checkpoints, formats, models
 from cnnlab.train import to_input
 
 SUFFIXES = formats.IMAGE_SUFFIXES | {".gif", ".webp", ".tif", ".tiff"}
@@ -28,12 +28,7 @@ def load_model(path: Path):
     about = state.get("about") or {}
     if not about.get("classes") or not about.get("input_shape"):
         raise CnnlabError(f"{path} does not record its classes and input shape (saved by an older cnnlab)")
-    try:
-        cfg = config.from_dict(state["config"])
-        model, _ = models.build(cfg.layers, tuple(about["input_shape"]), len(about["classes"]), cfg.init)
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CnnlabError(f"{path} is not a usable model ({type(e).__name__}: {e})") from None
+    model = models.from_state(state, about["input_shape"], len(about["classes"]), path)
     return model.eval(), about
 
 
@@ -64,8 +59,7 @@ def _border_mean(x: torch.Tensor) -> float:
 def classify(model, about: dict, images: list, k: int = 3) -> list:
     """Top-k (class, probability) lists for a batch of PIL images."""
     x = torch.stack([prepare(img, about["input_shape"]) for img in images])
-    channels_last = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    probs = torch.softmax(model(to_input(x, channels_last)).float(), dim=1)
+    probs = torch.softmax(model(to_input(x, models.uses_conv(model))).float(), dim=1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)
     return [[(about["classes"][i], p) for i, p in zip(idx.tolist(), val.tolist())]
             for idx, val in zip(top.indices, top.values)]

@@ -193,11 +193,10 @@ def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None
     state, path, note = checkpoints.load_run_model(Path(run_dir), which)
     try:
         cfg = config.from_dict(state["config"])
-        set_threads(cfg)
-        ds, _, _ = prepare_data(cfg, data_dir)
-        model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CnnlabError(f"{path} does not fit its data set ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError) as e:
+        raise CnnlabError(f"{path} holds no usable config ({type(e).__name__}: {e})") from None
+    set_threads(cfg)
+    ds, _, _ = prepare_data(cfg, data_dir)
+    model = models.from_state(state, ds.input_shape, len(ds.classes), path)
     test = Trainer(model, cfg, ds.train, None, [], run_dir).evaluate(ds.test, len(ds.classes))
     return {"checkpoint": str(path), "epoch": state["epoch"], "classes": ds.classes, "note": note, **test}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab import CnnlabError, checkpoints, config
+from cnnlab import CnnlabError, checkpoints, config, models
 from cnnlab.datasets import Split
 from cnnlab.progress import Progress
 
@@ -56,7 +56,7 @@ class Trainer:
         self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
         self.about = about or {}  # classes, input shape, data set: saved with the weights so a model stands alone
         self.callbacks, self.run_dir = callbacks, Path(run_dir)
-        self.channels_last = cfg.channels_last and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        self.channels_last = cfg.channels_last and models.uses_conv(model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
