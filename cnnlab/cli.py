@@ -92,6 +92,11 @@ def cmd_predict(args):
         raise CnnlabError(f"{failed} of {len(files)} file(s) could not be classified (see above)")
 
 
+def cmd_export(args):
+    from cnnlab.export import export
+    export(Path(args.model), args.format, Path(args.out) if args.out else None, args.check_images, args.data_dir)
+
+
 def cmd_summary(args):
     cfg, _ = build_config(args)
     shape, classes = ((3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)), 10
@@ -112,6 +117,11 @@ def cmd_datasets(args):
     for name, where in datasets.describe_all(args.data_dir):
         print(f"{name:14s} {where}")
     print("any folder, .tar.gz or .zip with train/<class>/*.png|jpg and test/<class>/*: pass --data PATH")
+
+
+def cmd_serve(args):
+    from cnnlab.serve import serve
+    serve(Path(args.model), args.host, args.port, args.quiet)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -161,10 +171,25 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="machine-readable output")
     pr.set_defaults(func=cmd_predict)
 
+    ex = sub.add_parser("export", help="write a run's model as ONNX or TorchScript, checked against PyTorch")
+    ex.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
+    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--out", help="output file (default: model.onnx / model.torchscript.pt in the run folder)")
+    ex.add_argument("--check-images", type=int, default=1000, help="real test images to check it on")
+    ex.add_argument("--data-dir")
+    ex.set_defaults(func=cmd_export)
+
     sub.add_parser("presets", help="the lab's networks").set_defaults(func=cmd_presets)
     d = sub.add_parser("datasets", help="the data sets and where each was found")
     d.add_argument("--data-dir")
     d.set_defaults(func=cmd_datasets)
+
+    sv = sub.add_parser("serve", help="a local web page and JSON API that classify uploaded or drawn pictures")
+    sv.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
+    sv.add_argument("--quiet", action="store_true", help="no log line per request")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 
