@@ -68,6 +68,13 @@ def cmd_evaluate(args):
         print(f"  {c.ljust(width)}  {acc:.4f}")
 
 
+def cmd_report(args):
+    from cnnlab.report import write_report
+    out = args.out or (args.runs[0] if len(args.runs) == 1 else "reports")
+    for path in write_report([Path(r) for r in args.runs], Path(out), data_dir=args.data_dir):
+        print(path)
+
+
 def cmd_predict(args):
     import json
     from cnnlab import predict
@@ -95,6 +102,20 @@ def cmd_predict(args):
 def cmd_export(args):
     from cnnlab.export import export
     export(Path(args.model), args.format, Path(args.out) if args.out else None, args.check_images, args.data_dir)
+
+
+def cmd_runs(args):
+    from cnnlab import registry
+    db = Path(args.runs) / registry.FILENAME
+    rows = registry.runs(db, args.status or "", args.preset or "", args.dataset or "", args.name or "")
+    if args.json:
+        import json
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        print(registry.table(rows))
+    else:
+        filtered = any([args.status, args.preset, args.dataset, args.name])
+        print(f"no recorded runs{' match' if filtered else ''} in {db}")
 
 
 def cmd_summary(args):
@@ -164,6 +185,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir")
     e.set_defaults(func=cmd_evaluate)
 
+    rp = sub.add_parser("report", help="report.md and a self-contained report.html on one or more runs")
+    rp.add_argument("runs", nargs="+", help="run folders, e.g. runs/mlp runs/cifar-cnn")
+    rp.add_argument("--out", help="output folder (default: the run's own folder; reports/ for several runs)")
+    rp.add_argument("--data-dir")
+    rp.set_defaults(func=cmd_report)
+
     pr = sub.add_parser("predict", help="classify your own images with a trained run or model file")
     pr.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
     pr.add_argument("images", nargs="+", help="image files or folders")
@@ -178,6 +205,15 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--check-images", type=int, default=1000, help="real test images to check it on")
     ex.add_argument("--data-dir")
     ex.set_defaults(func=cmd_export)
+
+    rn = sub.add_parser("runs", help="the run registry: every training, its status and best metrics")
+    rn.add_argument("--runs", default="runs", help="the folder holding the runs and registry.sqlite")
+    rn.add_argument("--status", choices=["running", "finished", "stopped early", "interrupted", "failed", "crashed"])
+    rn.add_argument("--preset")
+    rn.add_argument("--dataset")
+    rn.add_argument("--name", help="runs whose name contains this")
+    rn.add_argument("--json", action="store_true")
+    rn.set_defaults(func=cmd_runs)
 
     sub.add_parser("presets", help="the lab's networks").set_defaults(func=cmd_presets)
     d = sub.add_parser("datasets", help="the data sets and where each was found")

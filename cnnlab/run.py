@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab import CnnlabError, checkpoints, config, datasets, models, plots
+from cnnlab import CnnlabError, checkpoints, config, datasets, models, plots, registry
 from cnnlab.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
 from cnnlab.datasets import Split
 from cnnlab.train import Trainer
@@ -85,7 +85,9 @@ def _differences(saved: dict, wanted: dict, prefix=""):
             yield f"{prefix}{k}: {a!r} -> {b!r}"
 
 
-def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fresh: bool = False, say=print):
+def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fresh: bool = False, say=print,
+              registry_db: Path | None = None, extra_callbacks=()):
+    """Train (or resume) the run in `run_dir`; it is recorded in `registry_db` (default: beside the run)."""
     config.validate(cfg)
     run_dir = Path(run_dir)
     held = lock(run_dir)
@@ -116,22 +118,31 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     torch.manual_seed(cfg.seed)
     model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
     about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name}
-    trainer = Trainer(model, cfg, train, val, make_callbacks(cfg, run_dir), run_dir, about)
+    recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say)
+    callbacks = make_callbacks(cfg, run_dir) + [registry.RecordEpochs(recorder), *extra_callbacks]
+    trainer = Trainer(model, cfg, train, val, callbacks, run_dir, about)
     if fresh:  # only now, with the config, data and model known to be good, is the old run discarded
         for p in run_dir.iterdir():
             if p.name != ".lock":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
+        recorder.fresh()
     elif state:
         resume(trainer, state, cfg, run_dir, say)
     checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
+    recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()))
     started = time.perf_counter()
     try:
         trainer.fit()
     except KeyboardInterrupt:
+        recorder.end("interrupted", message=f"after {trainer.saved_epoch} whole epoch(s)")
         say(f"interrupted; {trainer.saved_epoch} whole epoch(s) and any later resume point are saved in {run_dir}: "
             f"run the same command to resume")
         raise
+    except Exception as e:  # e.g. the loss became NaN: recorded, then reported as usual
+        recorder.end("failed", message=" ".join(str(e).split()))
+        raise
     result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
+    recorder.end("stopped early" if result["stopped_early"] else "finished", result["test"])
     say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
         f"{result['weights']}) - run folder {run_dir}")
     held.close()

@@ -1,0 +1,93 @@
+"""The run registry: every training recorded, a killed one shown as crashed (not lost), then resumed."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from cnnlab import registry
+from conftest import ROOT, cnnlab
+
+# The lab's MLP on an MNIST subset: a second or so per epoch, so a test can watch, kill and resume it.
+TRAIN = ["train", "mlp", "--dataset", "mnist", "--name", "digits", "--set", "train_subset=1500",
+         "--set", "test_subset=100"]
+
+
+def listed(runs, *filters):
+    r = cnnlab("runs", "--runs", runs, "--json", *filters)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_a_finished_run_is_recorded_with_its_numbers(real_data, tmp_path):
+    r = cnnlab(*TRAIN, "--runs", tmp_path, "--epochs", 2, env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0, r.stderr
+    [row] = listed(tmp_path)
+    assert row["name"] == "digits" and row["status"] == "finished" and row["dataset"] == "mnist"
+    assert row["epochs"] == 2 and row["planned_epochs"] == 2 and row["params"] > 0
+    assert 0.5 < row["test_accuracy"] <= 1 and 0 < row["best_val_accuracy"] <= 1
+    assert json.loads(row["config"])["epochs"] == 2
+    assert listed(tmp_path, "--status", "crashed") == []
+    table = cnnlab("runs", "--runs", tmp_path).stdout
+    assert "digits" in table and "finished" in table and "2/2" in table
+
+
+def test_a_killed_run_shows_as_crashed_and_resumes(real_data, tmp_path):
+    cmd = [sys.executable, "-m", "cnnlab", *TRAIN, "--runs", str(tmp_path), "--epochs", "8"]
+    env = {**os.environ, "CNNLAB_DATA": str(real_data)}
+    child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db, deadline = tmp_path / registry.FILENAME, time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait for one whole epoch to be recorded, then kill mid-way
+        rows = registry.runs(db) if db.exists() else []
+        if rows and rows[0]["epochs"] >= 1:
+            break
+        assert child.poll() is None, child.stderr.read()
+        time.sleep(0.2)
+    [row] = registry.runs(db)
+    assert row["status"] == "running"  # its process still holds the run's lock
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    [row] = listed(tmp_path, "--status", "crashed")
+    assert row["epochs"] >= 1 and row["best_val_accuracy"] is not None  # what it trained is not lost
+    r = cnnlab(*TRAIN, "--runs", tmp_path, "--epochs", 8, env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0 and "resuming digits" in r.stdout, r.stderr
+    [row] = listed(tmp_path)
+    assert row["status"] == "finished" and row["epochs"] == 8 and row["test_accuracy"] is not None
+
+
+def test_ctrl_c_is_interrupted_and_a_failure_says_why(real_data, tmp_path):
+    cmd = [sys.executable, "-m", "cnnlab", *TRAIN, "--runs", str(tmp_path), "--epochs", "8"]
+    child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "CNNLAB_DATA": str(real_data)},
+                             stdout=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "digits" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=60) == 130
+    [row] = listed(tmp_path)
+    assert row["status"] == "interrupted"
+    # An absurd learning rate makes the loss NaN: the run stops with one line and the registry says so.
+    r = cnnlab(*TRAIN, "--name", "nan", "--runs", tmp_path, "--epochs", 1,
+               "--set", "optimizer.lr=1e30", env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 2
+    [row] = listed(tmp_path, "--name", "nan")
+    assert row["status"] == "failed" and "loss became" in row["message"]
+
+
+def test_an_unwritable_registry_does_not_stop_training(real_data, tmp_path):
+    db = tmp_path / registry.FILENAME
+    db.write_text("this is not a database")
+    r = cnnlab(*TRAIN, "--runs", tmp_path, "--epochs", 1, env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("run registry") == 1 and "training goes on" in r.stdout
+    assert (tmp_path / "digits" / "results.json").exists()
+    try:
+        sqlite3.connect(db).execute("SELECT 1 FROM runs")
+        raise AssertionError("the damaged registry was silently replaced")
+    except sqlite3.DatabaseError:
+        pass
+    r = cnnlab("runs", "--runs", tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a database" in r.stderr
