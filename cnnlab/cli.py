@@ -118,6 +118,26 @@ def cmd_runs(args):
         print(f"no recorded runs{' match' if filtered else ''} in {db}")
 
 
+def cmd_sweep(args):
+    from cnnlab import sweep
+    cfg, name = build_config(args)
+    space = sweep.load_space(args.space) if args.space else sweep.Space()
+    space.grid |= sweep.parse_grid(args.grid or [])
+    study_name = args.study or f"{name}-sweep"
+    study = sweep.run_sweep(cfg, space, study_name, Path(args.runs), args.storage or "", args.trials,
+                            args.sampler, args.stop_after, args.data_dir)
+    rows = sweep.ranking(study)
+    print(f"study {study_name}: {len(rows)} finished trial(s)")
+    print(sweep.ranking_table(rows))
+    best = [Path(r["run"]) for r in rows if r["state"] == "complete" and r["run"]][:args.top]
+    if best:
+        from cnnlab.report import write_report
+        intro = f"Trials ranked by best validation accuracy.\n\n{sweep.ranking_table(rows)}\n"
+        for path in write_report(best, Path(args.runs) / f"{study_name}-report", title=f"Sweep {study_name}",
+                                 intro_md=intro, data_dir=args.data_dir):
+            print(path)
+
+
 def cmd_summary(args):
     cfg, _ = build_config(args)
     shape, classes = ((3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)), 10
@@ -208,12 +228,27 @@ def parser() -> argparse.ArgumentParser:
 
     rn = sub.add_parser("runs", help="the run registry: every training, its status and best metrics")
     rn.add_argument("--runs", default="runs", help="the folder holding the runs and registry.sqlite")
-    rn.add_argument("--status", choices=["running", "finished", "stopped early", "interrupted", "failed", "crashed"])
+    rn.add_argument("--status", choices=["running", "finished", "stopped early", "pruned", "interrupted",
+                                                     "failed", "crashed"])
     rn.add_argument("--preset")
     rn.add_argument("--dataset")
     rn.add_argument("--name", help="runs whose name contains this")
     rn.add_argument("--json", action="store_true")
     rn.set_defaults(func=cmd_runs)
+
+    sw = sub.add_parser("sweep", help="hyperparameter search with Optuna (grid or TPE), resumable and shareable")
+    model_args(sw)
+    sw.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                    help="values to try, e.g. optimizer=sgd,adam or lr=1e-3,1e-2 (repeatable)")
+    sw.add_argument("--space", help="a TOML search space: [grid] key = [values], [range] key = {low, high, log}")
+    sw.add_argument("--sampler", choices=["grid", "tpe"], default="grid")
+    sw.add_argument("--trials", type=int, default=0, help="TPE: finished trials wanted (default 20)")
+    sw.add_argument("--stop-after", type=int, default=0, help="run at most this many trials now, continue later")
+    sw.add_argument("--study", help="the Optuna study's name (default: NAME-sweep); workers naming it share it")
+    sw.add_argument("--storage", help="SQLAlchemy URL (default: sqlite:///RUNS/sweeps.sqlite), e.g. postgresql://...")
+    sw.add_argument("--runs", default="runs")
+    sw.add_argument("--top", type=int, default=3, help="best trials in the sweep's report")
+    sw.set_defaults(func=cmd_sweep)
 
     sub.add_parser("presets", help="the lab's networks").set_defaults(func=cmd_presets)
     d = sub.add_parser("datasets", help="the data sets and where each was found")
