@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Latency and throughput of `cnnlab serve` (POST /predict) and of predict.classify, then the API's answers to an
+oversized upload, a non-image and a 20000x20000 PNG bomb.
+
+    .venv/bin/python scripts/bench_serve.py [--model runs/NAME|MODEL.pt] [--requests N] [--clients C] [--quick]
+
+Without --model it times an untrained cifar-cnn (32x32x3, 10 classes, built here and saved in a temporary
+folder): the time a request takes does not depend on what the weights learned. The server is `cnnlab serve`
+started in a subprocess on loopback, as a user starts it; clients keep their connection open between requests.
+"""
+
+import argparse
+import http.client
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlab import checkpoints, config, formats, models, predict, presets
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def untrained_cifar_cnn(folder: Path) -> Path:
+    cfg = presets.preset("cifar-cnn")
+    torch.manual_seed(0)
+    model, _ = models.build(cfg.layers, (3, 32, 32), 10, cfg.init)
+    path = folder / "cifar-cnn-untrained.pt"
+    checkpoints.save(path, {"config": config.to_dict(cfg), "epoch": 0, "model": model.state_dict(),
+                            "about": {"classes": CIFAR_CLASSES, "input_shape": [3, 32, 32],
+                                      "dataset": "untrained cifar-cnn"}})
+    return path
+
+
+def start_server(model: Path):
+    """`cnnlab serve MODEL --port 0`; (process, port) once it prints its address."""
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(model), "--port", "0", "--quiet"],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.kill()
+        sys.exit(f"bench_serve: the server did not start: {line!r}")
+    return proc, int(line.split("http://", 1)[1].split("/")[0].rsplit(":", 1)[1])
+
+
+def post(conn, body: bytes, headers=None):
+    conn.request("POST", "/predict", body, headers or {})
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def timed_requests(port: int, body: bytes, n: int) -> list:
+    """Seconds per request, n requests on one keep-alive connection."""
+    conn, seconds = http.client.HTTPConnection("127.0.0.1", port, timeout=60), []
+    for _ in range(n):
+        start = time.perf_counter()
+        status, _ = post(conn, body)
+        seconds.append(time.perf_counter() - start)
+        assert status == 200, status
+    conn.close()
+    return seconds
+
+
+def percentiles(seconds: list) -> str:
+    ms = np.array(seconds) * 1000
+    return (f"p50 {np.percentile(ms, 50):.2f} ms  p99 {np.percentile(ms, 99):.2f} ms  "
+            f"mean {ms.mean():.2f} ms  max {ms.max():.2f} ms")
+
+
+def bench_api(port: int, body: bytes, requests: int, clients: int):
+    timed_requests(port, body, max(5, requests // 20))  # warm-up: first calls allocate
+    seconds = timed_requests(port, body, requests)
+    print(f"POST /predict, 1 client, {requests} requests: {percentiles(seconds)}  "
+          f"({requests / sum(seconds):.0f} req/s)")
+    results, each = [None] * clients, requests // clients
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, timed_requests(port, body, each)))
+               for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    every = [s for r in results for s in r]
+    print(f"POST /predict, {clients} clients at once, {len(every)} requests: {len(every) / wall:.0f} req/s, "
+          f"{percentiles(every)}")
+
+
+def bench_in_process(model_path: Path, img: Image.Image, n: int):
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    model, about = predict.load_model(model_path)
+    for batch, repeats in ((1, n), (64, max(2, n // 20))):
+        images = [img] * batch
+        predict.classify(model, about, images, 5)  # warm-up
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            predict.classify(model, about, images, 5)
+            seconds.append(time.perf_counter() - start)
+        print(f"predict.classify in-process, batch {batch}, {repeats} calls: {percentiles(seconds)}  "
+              f"({batch * repeats / sum(seconds):.0f} images/s)")
+
+
+def png_bomb(side: int) -> bytes:
+    """A well-formed side x side grey PNG of zlib-compressed zero rows (tests/test_serve.py has the same)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    z, row = zlib.compressobj(9), bytes(side + 1)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def show_refusals(port: int):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.putrequest("POST", "/predict")
+    conn.putheader("Content-Length", str(9 << 20))
+    conn.endheaders()  # the server must answer from the header alone
+    r = conn.getresponse()
+    print(f"oversized upload (Content-Length 9 MiB, body never sent): {r.status} {r.read().decode()}")
+    conn.close()
+    for what, body in (("non-image (text)", b"hello, this is not an image"),
+                       ("20000x20000 PNG bomb", png_bomb(20000))):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        status, answer = post(conn, body)
+        print(f"{what} ({len(body)} bytes): {status} {answer.decode()}")
+        conn.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="a run folder or model file (default: an untrained cifar-cnn)")
+    p.add_argument("--requests", type=int, default=1000, help="POST /predict requests per measurement")
+    p.add_argument("--clients", type=int, default=4, help="concurrent clients for the throughput measurement")
+    p.add_argument("--quick", action="store_true", help="tiny counts: checks the script works, measures nothing")
+    args = p.parse_args()
+    requests = 20 if args.quick else min(max(args.requests, 1), 100_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = Path(args.model) if args.model else untrained_cifar_cnn(Path(tmp))
+        proc, port = start_server(model_path)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/model")
+            info = json.loads(conn.getresponse().read())
+            conn.close()
+            channels, height, width = info["input_shape"]
+            pixels = np.random.default_rng(0).integers(0, 256, (height, width, channels), dtype=np.uint8)
+            img = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels)
+            out = io.BytesIO()
+            img.save(out, "PNG")
+            body = out.getvalue()
+            print(f"model: {model_path.name} ({info['dataset']}, {width}x{height}x{channels}, "
+                  f"{len(info['classes'])} classes, {info['parameters']:,} parameters); "
+                  f"{len(os.sched_getaffinity(0))} cores; one {width}x{height} PNG of {len(body)} bytes")
+            bench_api(port, body, requests, args.clients)
+            bench_in_process(model_path, formats.decode_image(body, "png"), requests // 4)
+            show_refusals(port)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""`cnnlab serve`: the JSON API in front of a small CNN trained on real MNIST, and what it refuses."""
+
+import http.client
+import io
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cnnlab import CnnlabError, config, datasets, formats, predict, presets, serve
+from cnnlab.run import train_run
+from conftest import ROOT, cnnlab
+
+
+def small_mnist_run(run_dir: Path, data_dir: Path) -> Path:
+    """A small CNN after one epoch on 4,000 real MNIST images: about 93% test accuracy in under 10 s."""
+    conv, dense = presets.conv, presets.dense
+    cfg = config.from_dict({
+        "dataset": "mnist", "epochs": 1, "batch_size": 32, "init": "he_uniform",
+        "layers": [conv(16, 5), presets.MAXPOOL, conv(32, 5), presets.MAXPOOL, presets.FLATTEN, dense(64),
+                   presets.LOGITS],
+        "optimizer": {"name": "adam", "lr": 2e-3},
+        "train_subset": 4000, "test_subset": 300, "validate_on": "test"})
+    train_run(cfg, run_dir, str(data_dir), say=lambda *_: None)
+    return run_dir
+
+
+@contextmanager
+def running_server(model: Path):
+    """`cnnlab serve MODEL --port 0` in a thread of this process; yields the port."""
+    server = serve.make_server(model, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def png_bytes(pixels) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+def png_bomb(side: int) -> bytes:
+    """A well-formed side x side grey PNG of zlib-compressed zero rows: 20000 x 20000 pixels in 389 KB."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    z, row = zlib.compressobj(9), bytes(side + 1)  # each row: filter byte 0, then the pixels
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def served(real_data, tmp_path_factory):
+    run = small_mnist_run(tmp_path_factory.mktemp("serve") / "digits", real_data)
+    test = datasets.load("mnist", data_dir=str(real_data)).test
+    with running_server(run) as port:
+        yield port, run, test
+
+
+def call(port, method, path, body=None, headers=None):
+    """(status, headers, parsed JSON or raw bytes) of one request on a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, r.headers, json.loads(data) if r.headers["Content-Type"] == "application/json" else data
+    finally:
+        conn.close()
+
+
+def test_model_describes_the_served_model(served):
+    port, run, _ = served
+    status, _, info = call(port, "GET", "/model")
+    model, about = predict.load_model(run)
+    assert status == 200
+    assert info["classes"] == [str(d) for d in range(10)] and info["input_shape"] == [1, 28, 28]
+    assert info["dataset"] == "mnist" and info["drawable"] is True
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    assert info["max_upload_bytes"] == serve.MAX_UPLOAD_BYTES
+
+
+def test_openapi_document_describes_every_route(served):
+    status, _, doc = call(served[0], "GET", "/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == set(serve.ROUTES)
+    for path, methods in serve.ROUTES.items():
+        assert set(doc["paths"][path]) == {m.lower() for m in methods}
+    assert {"200", "400", "411", "413", "415", "422"} <= set(doc["paths"]["/predict"]["post"]["responses"])
+    for ref in json.dumps(doc).split('"$ref": "#/components/schemas/')[1:]:
+        assert ref.split('"')[0] in doc["components"]["schemas"]
+
+
+def test_page_comes_with_a_policy_allowing_only_its_own_script(served):
+    status, headers, page = call(served[0], "GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    for element in (b'id="file"', b'id="canvas"', b'id="bars"', b'id="top1"', b'id="classify-drawing"'):
+        assert element in page
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
+
+
+def test_predict_answers_as_predict_classify_does(served):
+    port, run, test = served
+    model, about = predict.load_model(run)
+    for i in range(10):
+        blob = png_bytes(test.x[i, 0].numpy())
+        status, _, answer = call(port, "POST", "/predict", blob)
+        expected = predict.classify(model, about, [formats.decode_image(blob, "png")], 5)[0]
+        assert status == 200 and len(answer["top"]) == 5
+        assert [t["class"] for t in answer["top"]] == [c for c, _ in expected]
+        assert [t["probability"] for t in answer["top"]] == pytest.approx([p for _, p in expected], abs=1e-6)
+    status, _, answer = call(port, "POST", "/predict?k=3", png_bytes(test.x[0, 0].numpy()))
+    assert status == 200 and len(answer["top"]) == 3
+
+
+def test_keep_alive_until_a_body_is_left_unread(served):
+    port, _, test = served
+    blob = png_bytes(test.x[0, 0].numpy())
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for _ in range(3):  # one connection, several answers
+        conn.request("POST", "/predict", blob)
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["top"]
+    conn.request("POST", "/predict?k=0", blob)  # refused before its body was read
+    r = conn.getresponse()
+    assert r.status == 400 and "k must be" in json.loads(r.read())["error"]
+    assert r.headers["Connection"] == "close"
+    conn.close()
+
+
+@pytest.mark.parametrize("query", ["k=0", "k=abc", "k=1001", "k=2&k=3"])
+def test_bad_k_is_a_400(served, query):
+    status, _, answer = call(served[0], "POST", f"/predict?{query}", b"\x89PNG\r\n\x1a\n")
+    assert status == 400 and "k must be" in answer["error"]
+
+
+def test_oversized_upload_is_refused_without_reading_it(served):
+    conn = http.client.HTTPConnection("127.0.0.1", served[0], timeout=30)
+    conn.putrequest("POST", "/predict")
+    conn.putheader("Content-Length", str(100 << 20))
+    conn.endheaders()  # and no body: an answer proves the server did not wait for 100 MiB
+    r = conn.getresponse()
+    answer = json.loads(r.read())
+    conn.close()
+    assert r.status == 413 and "over the limit of 8 MiB" in answer["error"]
+
+
+def test_missing_content_length_is_a_411(served):
+    conn = http.client.HTTPConnection("127.0.0.1", served[0], timeout=30)
+    conn.putrequest("POST", "/predict")
+    conn.endheaders()
+    r = conn.getresponse()
+    assert r.status == 411 and "Content-Length" in json.loads(r.read())["error"]
+    conn.close()
+    status, _, answer = call(served[0], "POST", "/predict", iter([b"\x89PNG"]), {"Transfer-Encoding": "chunked"})
+    assert status == 411 and "chunked" in answer["error"]
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"hello, this is not an image", 415, "not an image"),
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n", 415, "not an image"),  # EPS would start Ghostscript: never handed to PIL
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, 422, "cannot decode image"),
+    (b"", 400, "empty"),
+])
+def test_what_is_not_a_readable_image_gets_a_json_error(served, body, status, words):
+    got, headers, answer = call(served[0], "POST", "/predict", body, {"Content-Length": str(len(body))})
+    assert (got, headers["Content-Type"]) == (status, "application/json")
+    assert words in answer["error"] and "\n" not in answer["error"] and "Traceback" not in answer["error"]
+
+
+@pytest.mark.parametrize("side, words", [(20000, "too many pixels"), (8000, "8000x8000 pixels is too large")])
+def test_png_bombs_are_refused_before_decoding(served, side, words):
+    bomb = png_bomb(side)
+    assert len(bomb) < serve.MAX_UPLOAD_BYTES  # within the byte limit: only the pixel count gives it away
+    status, _, answer = call(served[0], "POST", "/predict", bomb)
+    assert status == 422 and words in answer["error"]
+
+
+@pytest.mark.parametrize("path", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd", "/index.html",
+                                  "/web/index.html", "/cnnlab/serve.py", "/model/../../etc/passwd", "/predict/x"])
+def test_no_path_from_a_client_reaches_the_filesystem(served, path):
+    status, _, answer = call(served[0], "GET", path)
+    assert status == 404 and "not found" in answer["error"]
+
+
+def test_http_servers_own_errors_are_json_too(served):
+    status, _, answer = call(served[0], "DELETE", "/model")
+    assert status == 501 and answer["error"]
+    status, _, answer = call(served[0], "GET", "/predict")
+    assert status == 405 and "POST only" in answer["error"]
+    for request, status in ((b"GET /a b HTTP/1.1", b"400"), (b"GET / HTTP/1.1\r\nX: " + b"x" * 70000, b"431")):
+        with socket.create_connection(("127.0.0.1", served[0]), timeout=30) as s:
+            s.sendall(request + b"\r\n\r\n")
+            reply = s.makefile("rb").read()
+        assert reply.startswith(b"HTTP/1.1 " + status) and json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+
+
+def test_a_taken_port_or_a_missing_model_is_one_line(served, tmp_path):
+    with pytest.raises(CnnlabError, match="cannot listen on 127.0.0.1"):
+        serve.make_server(served[1], port=served[0])
+    with pytest.raises(CnnlabError, match="port must be from 0 to 65535"):
+        serve.make_server(served[1], port=70000)
+    r = cnnlab("serve", tmp_path / "nothing-here", "--port", 0)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such run folder or model file" in r.stderr
+
+
+def test_benchmark_script_runs_quickly():
+    r = subprocess.run([sys.executable, ROOT / "scripts" / "bench_serve.py", "--quick"], capture_output=True,
+                       text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "p50" in r.stdout and "413" in r.stdout and "415" in r.stdout and "422" in r.stdout
