@@ -98,18 +98,20 @@ def bench_api(port: int, body: bytes, requests: int, clients: int):
 
 
 def bench_in_process(model_path: Path, img: Image.Image, n: int):
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    """predict.classify without HTTP, on one thread (as the server runs each request) and on all cores."""
     model, about = predict.load_model(model_path)
-    for batch, repeats in ((1, n), (64, max(2, n // 20))):
-        images = [img] * batch
-        predict.classify(model, about, images, 5)  # warm-up
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            predict.classify(model, about, images, 5)
-            seconds.append(time.perf_counter() - start)
-        print(f"predict.classify in-process, batch {batch}, {repeats} calls: {percentiles(seconds)}  "
-              f"({batch * repeats / sum(seconds):.0f} images/s)")
+    for threads in sorted({1, len(os.sched_getaffinity(0))}):
+        torch.set_num_threads(threads)
+        for batch, repeats in ((1, n), (64, max(2, n // 20))):
+            images = [img] * batch
+            predict.classify(model, about, images, 5)  # warm-up
+            seconds = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                predict.classify(model, about, images, 5)
+                seconds.append(time.perf_counter() - start)
+            print(f"predict.classify in-process, {threads} thread(s), batch {batch}, {repeats} calls: "
+                  f"{percentiles(seconds)}  ({batch * repeats / sum(seconds):.0f} images/s)")
 
 
 def png_bomb(side: int) -> bytes:

@@ -126,6 +126,23 @@ def test_predict_answers_as_predict_classify_does(served):
     assert status == 200 and len(answer["top"]) == 3
 
 
+def test_concurrent_clients_get_the_same_answers(served):
+    port, _, test = served
+    blobs = [png_bytes(test.x[i, 0].numpy()) for i in range(4)]
+    alone = [call(port, "POST", "/predict", blob)[2] for blob in blobs]
+    together = [None] * 16
+
+    def ask(i):
+        together[i] = call(port, "POST", "/predict", blobs[i % 4])[2]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone * 4
+
+
 def test_keep_alive_until_a_body_is_left_unread(served):
     port, _, test = served
     blob = png_bytes(test.x[0, 0].numpy())
