@@ -138,6 +138,19 @@ def cmd_sweep(args):
             print(path)
 
 
+def cmd_compare(args):
+    from cnnlab import registry, report
+    db = Path(args.runs) / registry.FILENAME
+    folders = [Path(r) if Path(r).is_dir() else Path(registry.lookup(db, [r])[0]["path"]) for r in args.run]
+    print(report.comparison_table([report.run_summary(f, args.data_dir) for f in folders]))
+
+
+def cmd_lab(args):
+    from cnnlab.lab import run_lab
+    md, html, seconds = run_lab(Path(args.runs), args.quick, args.cifar, args.data_dir)
+    print(f"the lab took {seconds / 60:.1f} minutes; report: {html} (and {md})")
+
+
 def cmd_summary(args):
     cfg, _ = build_config(args)
     shape, classes = ((3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)), 10
@@ -249,6 +262,19 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--runs", default="runs")
     sw.add_argument("--top", type=int, default=3, help="best trials in the sweep's report")
     sw.set_defaults(func=cmd_sweep)
+
+    cp = sub.add_parser("compare", help="one table comparing runs: parameters, FLOPs, s/epoch, accuracies, verdict")
+    cp.add_argument("run", nargs="+", help="run folders, or ids/names from `cnnlab runs`")
+    cp.add_argument("--runs", default="runs", help="where the registry lives, for ids and names")
+    cp.add_argument("--data-dir")
+    cp.set_defaults(func=cmd_compare)
+
+    lb = sub.add_parser("lab", help="run the whole lab (two MLPs, two CNNs) and write one report answering it")
+    lb.add_argument("--quick", action="store_true", help="subsets and a few epochs: minutes instead of an hour")
+    lb.add_argument("--cifar", help="CIFAR-10 to use if the built-in one is not found (e.g. the JPEG copy)")
+    lb.add_argument("--runs", default="runs", help="the lab's runs go to RUNS/lab (or RUNS/lab-quick)")
+    lb.add_argument("--data-dir")
+    lb.set_defaults(func=cmd_lab)
 
     sub.add_parser("presets", help="the lab's networks").set_defaults(func=cmd_presets)
     d = sub.add_parser("datasets", help="the data sets and where each was found")
