@@ -148,5 +148,5 @@ def _cnn_vs_dense(mlp: dict, cnn: dict, mlp_verdict: str) -> str:
             f"weights" + (", and it memorises its training images instead (its verdict above: overfitting)."
                           if mlp_verdict == "overfitting" else
                           f" (its verdict above: {mlp_verdict} after {mlp['epochs']} epochs; the full lab's "
-                          f"{mlp['max_epochs'] if mlp['max_epochs'] > mlp['epochs'] else 'longer'} epochs show "
+                          f"{presets.preset('mlp').epochs} epochs show "
                           f"whether it goes on to memorise its training images)."))
