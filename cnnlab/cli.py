@@ -54,6 +54,7 @@ def run_folder(runs: str, name: str) -> Path:
 def cmd_train(args):
     from cnnlab.run import train_run
     cfg, name = build_config(args)
+    cfg.tensorboard = cfg.tensorboard or args.tensorboard
     train_run(cfg, run_folder(args.runs, args.name or name), args.data_dir, args.fresh)
 
 
@@ -206,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="run folder name under --runs (default: the preset's name)")
     t.add_argument("--runs", default="runs", help="where run folders live (default: runs)")
     t.add_argument("--fresh", action="store_true", help="discard an existing run of the same name and start over")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to RUN/tensorboard/")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("summary", help="layers, output shapes, parameters and FLOPs, Keras-style")

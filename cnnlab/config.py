@@ -77,6 +77,7 @@ class Config:
     threads: int = 0  # 0: one per available core
     channels_last: bool = True  # memory layout for conv nets: faster on CPU, same math
     autosave_seconds: float = 60.0  # also save a mid-epoch resume point this often (0: at epoch ends only)
+    tensorboard: bool = False  # also write TensorBoard event logs to <run>/tensorboard/{train,validation}
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 
 from cnnlab import CnnlabError, checkpoints, config, datasets, models, plots, registry
-from cnnlab.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
+from cnnlab.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, TensorBoard
 from cnnlab.datasets import Split
 from cnnlab.train import Trainer
 
 OPTIMISTIC = "test set: optimistic, the model was selected on the data it is scored on"
-RESUMABLE_CHANGES = {"epochs", "autosave_seconds"}  # may differ on a resumed run: they do not change its numbers
+RESUMABLE_CHANGES = {"epochs", "autosave_seconds", "tensorboard"}  # may differ on a resumed run: they do not change its numbers
 
 
 def set_threads(cfg: config.Config) -> int:
@@ -62,6 +62,8 @@ def make_callbacks(cfg: config.Config, run_dir: Path):
         callbacks.append(ReduceLROnPlateau(rl.monitor, rl.factor, rl.patience, rl.min_delta, rl.cooldown,
                                            rl.min_lr, rl.mode))
     callbacks.append(CSVLogger(run_dir / "metrics.csv"))
+    if cfg.tensorboard:
+        callbacks.append(TensorBoard(run_dir / "tensorboard"))
     return callbacks
 
 

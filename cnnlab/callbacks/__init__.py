@@ -45,5 +45,6 @@ from cnnlab.callbacks.csv_logger import CSVLogger  # noqa: E402
 from cnnlab.callbacks.early_stopping import EarlyStopping  # noqa: E402
 from cnnlab.callbacks.model_checkpoint import ModelCheckpoint  # noqa: E402
 from cnnlab.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau  # noqa: E402
+from cnnlab.callbacks.tensorboard import TensorBoard  # noqa: E402
 
-__all__ = ["Callback", "CSVLogger", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"]
+__all__ = ["Callback", "CSVLogger", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "TensorBoard"]
