@@ -293,7 +293,8 @@ def _metrics_rows(r: dict) -> list:
         final_test = ["—", "—", "no results.json"]
     rows = [["final", h[-1]["epoch"], *row(h[-1]), *final_test]] if h else []
     if test and not test["checkpoint"].startswith("last.pt") and 0 < test["epoch"] <= len(h):
-        rows.append(["best (checkpoint)", test["epoch"], *row(h[test["epoch"] - 1]), *t(test), f"{test['checkpoint']}, scored for this report"])
+        rows.append(["best (checkpoint)", test["epoch"], *row(h[test["epoch"] - 1]), *t(test),
+                     f"{test['checkpoint']}, scored for this report"])
     return rows
 
 
@@ -303,7 +304,8 @@ def _evidence(label: str, ev: dict) -> list:
             f"- train/validation accuracy at the last epoch: {ev['train_accuracy']:.4f} / {ev['val_accuracy']:.4f} "
             f"(gap {ev['gap'] * 100:.1f} points)",
             f"- validation loss lowest at epoch {ev['best_val_loss_epoch']} ({ev['best_val_loss']:.4f}); last epoch "
-            f"{ev['epochs']}: {ev['last_val_loss']:.4f} (mean of the last epochs {ev['val_loss_rise']:+.0%} vs lowest)",
+            f"{ev['epochs']}: {ev['last_val_loss']:.4f}" + (f" (mean of the last epochs {ev['val_loss_rise']:+.0%} vs the "
+                                                 f"lowest)" if ev["best_val_loss_epoch"] < ev["epochs"] else ""),
             "- training accuracy at the end: " + ("a single epoch, no trend" if slope is None else
                                                   f"{slope * 100:+.2f} points per epoch over the last epochs")]
 

@@ -51,13 +51,14 @@ def evidence(history: list, num_classes: int) -> dict:
     last, tail = history[-1], history[-TAIL:]
     val_losses = [h["val_loss"] for h in history]
     best = min(range(len(history)), key=lambda i: val_losses[i])  # first epoch at the minimum
+    after = val_losses[best + 1:][-TAIL:]  # the last epochs, those after the lowest one
     slope = (tail[-1]["accuracy"] - tail[0]["accuracy"]) / (len(tail) - 1) if len(tail) > 1 else None
     return {
         "epochs": len(history),
         "train_accuracy": last["accuracy"], "val_accuracy": last["val_accuracy"],
         "gap": last["accuracy"] - last["val_accuracy"],
         "best_val_loss_epoch": best + 1, "best_val_loss": val_losses[best], "last_val_loss": val_losses[-1],
-        "val_loss_rise": sum(h["val_loss"] for h in tail) / len(tail) / val_losses[best] - 1,
+        "val_loss_rise": sum(after) / len(after) / val_losses[best] - 1 if after else 0.0,
         "train_accuracy_slope": slope,  # per epoch over the last TAIL epochs; None after a single epoch
         "train_loss": last["loss"], "chance_accuracy": 1 / num_classes, "chance_loss": math.log(num_classes),
     }
@@ -93,7 +94,8 @@ def verdict(history: list, num_classes: int = 10):
                        f"was still at its best: more epochs would help")
     if reasons:
         return "underfitting", rule, ev
-    reasons.append(f"training and validation accuracy end {ev['gap'] * 100:.1f} points apart, validation loss "
-                   f"ends near its lowest, and training accuracy is {ev['train_accuracy']:.1%}"
+    reasons.append(f"training and validation accuracy end {ev['gap'] * 100:.1f} points apart, validation loss has "
+                   f"not climbed far from its lowest (epoch {ev['best_val_loss_epoch']} of {ev['epochs']}), and "
+                   f"training accuracy is {ev['train_accuracy']:.1%}"
                    + ("" if slope is None else f", rising {slope * 100:.2f} points per epoch"))
     return "good fit", rule, ev
