@@ -52,10 +52,31 @@ def run_folder(runs: str, name: str) -> Path:
 
 
 def cmd_train(args):
+    from cnnlab import distributed
     from cnnlab.run import train_run
     cfg, name = build_config(args)
     cfg.tensorboard = cfg.tensorboard or args.tensorboard
-    train_run(cfg, run_folder(args.runs, args.name or name), args.data_dir, args.fresh)
+    run_dir = run_folder(args.runs, args.name or name)
+    if args.procs > 1 and distributed.world_size() == 1:  # become torchrun's N ranks on this machine
+        distributed.launch(without_option(args.argv, "--procs"), args.procs)
+        return
+    try:
+        train_run(cfg, run_dir, args.data_dir, args.fresh)
+    finally:
+        distributed.finish()
+
+
+def without_option(argv: list, option: str) -> list:
+    """argv less `--option VALUE` / `--option=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
 
 
 def cmd_evaluate(args):
@@ -208,6 +229,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--runs", default="runs", help="where run folders live (default: runs)")
     t.add_argument("--fresh", action="store_true", help="discard an existing run of the same name and start over")
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to RUN/tensorboard/")
+    t.add_argument("--procs", type=int, default=1,
+                   help="data-parallel processes on this machine (runs torchrun; global batch = --batch-size)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("summary", help="layers, output shapes, parameters and FLOPs, Keras-style")
@@ -293,7 +316,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
         args.func(args)
     except (CnnlabError, OSError) as e:  # OSError: e.g. an unreadable folder; what was saved stays whole

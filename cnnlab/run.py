@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab import CnnlabError, checkpoints, config, datasets, models, plots, registry
+from cnnlab import CnnlabError, checkpoints, config, datasets, distributed, models, plots, registry
 from cnnlab.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, TensorBoard
 from cnnlab.datasets import Split
 from cnnlab.train import Trainer
@@ -24,7 +24,8 @@ RESUMABLE_CHANGES = {"epochs", "autosave_seconds", "tensorboard"}  # may differ 
 
 
 def set_threads(cfg: config.Config) -> int:
-    n = cfg.threads or len(os.sched_getaffinity(0))
+    # Ranks on one machine share its cores (two 2-thread processes on 2 cores thrash).
+    n = cfg.threads or max(1, len(os.sched_getaffinity(0)) // distributed.world_size())
     torch.set_num_threads(n)
     return n
 
@@ -53,7 +54,9 @@ def _sample(split: Split, idx: torch.Tensor, n: int, seed: int) -> Split:
 
 
 def make_callbacks(cfg: config.Config, run_dir: Path):
-    ck, es, rl = cfg.checkpoint, cfg.early_stopping, cfg.reduce_lr
+    """Every rank runs the callbacks that steer training (the same metrics give the same decisions); only
+    rank 0 the ones that write files (ModelCheckpoint's writes go through Trainer.save_model, rank 0's only)."""
+    ck, es, rl, main = cfg.checkpoint, cfg.early_stopping, cfg.reduce_lr, distributed.is_main()
     callbacks = [ModelCheckpoint(ck.filepath, ck.monitor, ck.mode, ck.save_best_only)]
     if es.enabled:
         callbacks.append(EarlyStopping(es.monitor, es.min_delta, es.patience, es.mode, es.baseline,
@@ -61,8 +64,9 @@ def make_callbacks(cfg: config.Config, run_dir: Path):
     if rl.enabled:
         callbacks.append(ReduceLROnPlateau(rl.monitor, rl.factor, rl.patience, rl.min_delta, rl.cooldown,
                                            rl.min_lr, rl.mode))
-    callbacks.append(CSVLogger(run_dir / "metrics.csv"))
-    if cfg.tensorboard:
+    if main:
+        callbacks.append(CSVLogger(run_dir / "metrics.csv"))
+    if cfg.tensorboard and main:
         callbacks.append(TensorBoard(run_dir / "tensorboard"))
     return callbacks
 
@@ -92,10 +96,13 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     """Train (or resume) the run in `run_dir`; it is recorded in `registry_db` (default: beside the run)."""
     config.validate(cfg)
     run_dir = Path(run_dir)
-    held = lock(run_dir)
+    distributed.init()
+    if not distributed.is_main():
+        say = _silent  # rank 0 speaks and writes for all
+    held = lock(run_dir) if distributed.is_main() else None
     state = None
     if not fresh:
-        for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write; we hold the lock now
+        for stale in run_dir.glob(".*.tmp") if held else []:  # left by a process killed mid-write
             stale.unlink()
         state, warning = checkpoints.load_latest(run_dir / "last.pt")
         if warning:
@@ -120,17 +127,19 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     torch.manual_seed(cfg.seed)
     model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
     about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name}
-    recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say)
+    recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say,
+                                 enabled=distributed.is_main())
     callbacks = make_callbacks(cfg, run_dir) + [registry.RecordEpochs(recorder), *extra_callbacks]
     trainer = Trainer(model, cfg, train, val, callbacks, run_dir, about)
-    if fresh:  # only now, with the config, data and model known to be good, is the old run discarded
+    if fresh and held:  # only now, with the config, data and model known to be good, is the old run discarded
         for p in run_dir.iterdir():
             if p.name != ".lock":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         recorder.fresh()
     elif state:
         resume(trainer, state, cfg, run_dir, say)
-    checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
+    if held:
+        checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
     recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()))
     started = time.perf_counter()
     try:
@@ -147,8 +156,13 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     recorder.end("stopped early" if result["stopped_early"] else "finished", result["test"])
     say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
         f"{result['weights']}) - run folder {run_dir}")
-    held.close()
+    if held:
+        held.close()
     return result
+
+
+def _silent(*args, **kwargs):
+    pass
 
 
 def _finished(state: dict) -> bool:
@@ -183,7 +197,7 @@ def resume(trainer: Trainer, state: dict, cfg: config.Config, run_dir: Path, say
 
 def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: float) -> dict:
     es = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
-    test = trainer.evaluate(ds.test, len(ds.classes))
+    test = trainer.evaluate(ds.test, len(ds.classes))  # every rank scores its share
     result = {
         "dataset": ds.name, "source": ds.source, "verified": ds.verified, "classes": ds.classes,
         "epochs_run": trainer.epoch, "stopped_early": bool(es and es.stopped_epoch >= 0),
@@ -192,8 +206,10 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
                     else f"last epoch {trainer.epoch}"),
         "validation": OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
         "final": trainer.history[-1] if trainer.history else {}, "test": test,
-        "threads": threads, "seconds_this_session": round(seconds, 2),
+        "threads": threads, "processes": distributed.world_size(), "seconds_this_session": round(seconds, 2),
     }
+    if not distributed.is_main():
+        return result
     checkpoints.atomic_write(run_dir / "results.json", json.dumps(result, indent=2).encode())
     if trainer.history:
         best = trainer.restored_epoch + 1 if trainer.restored_epoch is not None else None

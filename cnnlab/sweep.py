@@ -173,16 +173,11 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
         raise CnnlabError("a grid sweep needs --grid values and no [range] (use --sampler tpe for ranges)")
     for p in grid or [{}]:
         configure(base, p)  # every point is checked before anything trains
-    storage = optuna.storages.RDBStorage(storage_url(url, runs), heartbeat_interval=HEARTBEAT_SECONDS,
-                                         grace_period=GRACE_SECONDS)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", pruner=pruner,
-                                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed))
+    storage, study, claims = _open(optuna, storage_url(url, runs), study_name, seed, bool(grid))
     wanted = json.dumps({"base": config.to_dict(base), "grid": space.grid, "ranges": space.ranges}, sort_keys=True)
     if study.user_attrs.get("space", wanted) != wanted:
         raise CnnlabError(f"study {study_name!r} was started with another preset or search space: use --study NAME")
     study.set_user_attr("space", wanted)
-    claims = Claims(storage.engine, study_name) if grid else None
     db, done_here = runs / registry.FILENAME, 0
 
     def objective(trial, params, run_name):
@@ -225,6 +220,27 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
         study.optimize(lambda t: objective(t, *args), n_trials=1, catch=())
         done_here += 1
     return study
+
+
+def _open(optuna, url: str, study_name: str, seed: int, grid: bool):
+    """Storage, study and claims table. Workers starting at once on a new database race to create the same
+    tables (PostgreSQL then raises a duplicate-type error in one of them): the loser waits and tries again."""
+    import random
+
+    import sqlalchemy
+    for attempt in range(6):
+        try:
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+            study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                                        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+                                        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed))
+            return storage, study, Claims(storage.engine, study_name) if grid else None
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.DuplicatedStudyError) as e:
+            if attempt == 5:
+                raise CnnlabError(f"cannot open the sweep storage {url.split('@')[-1]}: {e}") from None
+            time.sleep(0.5 + random.random())
+        except (ValueError, ImportError) as e:  # a malformed URL or a missing database driver
+            raise CnnlabError(f"cannot open the sweep storage {url.split('@')[-1]}: {e}") from None
 
 
 def ranking(study) -> list:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab import CnnlabError, checkpoints, config, models
+from cnnlab import CnnlabError, checkpoints, config, distributed, models
 from cnnlab.datasets import Split
 from cnnlab.progress import Progress
 
@@ -59,6 +59,9 @@ class Trainer:
         self.channels_last = cfg.channels_last and models.uses_conv(model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        # Several ranks: DDP averages the gradients of the ranks' slices of each global batch.
+        self.net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
         self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
@@ -75,18 +78,24 @@ class Trainer:
         steps = len(starts)
         while self.epoch < cfg.epochs and not self.stop_training:
             self.model.train()
-            start, progress = time.perf_counter(), Progress(f"Epoch {self.epoch + 1}/{cfg.epochs}", steps)
+            start = time.perf_counter()
+            progress = Progress(f"Epoch {self.epoch + 1}/{cfg.epochs}", steps) if self.rank == 0 else None
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch)))
             if self.batch == 0:  # a new epoch; one resumed mid-way continues its saved RNG stream and sums
-                torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1)  # dropout's randomness for this epoch
+                # Dropout's randomness for this epoch (each rank its own stream, rank 0 the single-process one).
+                torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1 + 7919 * self.rank)
                 self.loss_sum, self.correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
             for i in range(self.batch, steps):
-                idx = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
+                batch = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
+                idx = distributed.shard(batch)
                 x, y = to_input(data.x[idx], self.channels_last), data.y[idx]
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.current_lr()
-                logits = self.model(x)
-                loss = F.cross_entropy(logits, y)
+                logits = self.net(x)
+                if self.world > 1:  # sum over this slice / global batch, x world (DDP averages): the global mean
+                    loss = F.cross_entropy(logits, y, reduction="sum") * (self.world / len(batch))
+                else:
+                    loss = F.cross_entropy(logits, y)
                 if not torch.isfinite(loss):
                     raise CnnlabError(f"loss became {loss.item()} at epoch {self.epoch + 1}, step {i + 1}; "
                                       f"the last good checkpoint is kept (try a lower optimizer.lr)")
@@ -94,11 +103,14 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.step, self.batch = self.step + 1, i + 1
-                self.loss_sum += loss.detach() * len(y)
+                self.loss_sum += loss.detach() * len(y) if self.world == 1 else F.cross_entropy(
+                    logits.detach(), y, reduction="sum")
                 self.correct += (logits.argmax(1) == y).sum()
-                progress.update(i + 1, self.loss_sum.item() / (starts[i] + len(idx)))
-                if cfg.autosave_seconds and time.monotonic() - self.saved_at > cfg.autosave_seconds:
+                if progress:
+                    progress.update(i + 1, self.loss_sum.item() / (starts[i] + len(batch)) * self.world)
+                if self.world == 1 and cfg.autosave_seconds and time.monotonic() - self.saved_at > cfg.autosave_seconds:
                     self.save_state()  # a mid-epoch resume point: a kill loses at most autosave_seconds
+            distributed.all_sum(self.loss_sum, self.correct)  # the epoch's metrics over every rank's slices
             logs = {"loss": self.loss_sum.item() / len(data), "accuracy": self.correct.item() / len(data)}
             if self.val_data is not None and len(self.val_data):
                 val = self.evaluate(self.val_data)
@@ -110,12 +122,15 @@ class Trainer:
             self.epoch, self.batch = self.epoch + 1, 0
             self.save_state()
             self.saved_epoch = self.epoch
-            progress.done(logs)  # printed once saved: an epoch on screen is an epoch that survives Ctrl-C
+            if progress:
+                progress.done(logs)  # printed once saved: an epoch on screen is an epoch that survives Ctrl-C
         for cb in self.callbacks:
             cb.on_train_end()
         return self.history
 
     def save_state(self):
+        if self.rank != 0:  # one writer; the other ranks hold the same weights
+            return
         checkpoints.save(self.run_dir / "last.pt", self.state_dict(), keep_previous=True)
         self.saved_at = time.monotonic()
 
@@ -124,26 +139,30 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self, data: Split, num_classes: int | None = None) -> dict:
+        """Loss and accuracy over `data`; with several ranks each scores every world_size-th chunk, then sums."""
         self.model.eval()
-        loss, correct = 0.0, 0
+        sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
         per_class_total = torch.zeros(num_classes or 1, dtype=torch.int64)
         per_class_right = torch.zeros(num_classes or 1, dtype=torch.int64)
-        for i in range(0, len(data), EVAL_BATCH):
+        for i in range(self.rank * EVAL_BATCH, len(data), self.world * EVAL_BATCH):
             x, y = to_input(data.x[i:i + EVAL_BATCH], self.channels_last), data.y[i:i + EVAL_BATCH]
             logits = self.model(x)
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
             hit = logits.argmax(1) == y
-            correct += hit.sum().item()
+            sums += torch.tensor([F.cross_entropy(logits, y, reduction="sum").item(), hit.sum().item()],
+                                 dtype=torch.float64)
             if num_classes:
                 per_class_total += torch.bincount(y, minlength=num_classes)
                 per_class_right += torch.bincount(y[hit], minlength=num_classes)
-        out = {"loss": loss / len(data), "accuracy": correct / len(data)}
+        distributed.all_sum(sums, per_class_total, per_class_right)
+        out = {"loss": sums[0].item() / len(data), "accuracy": sums[1].item() / len(data)}
         if num_classes:
             out["per_class_accuracy"] = (per_class_right / per_class_total.clamp(min=1)).tolist()
         return out
 
     def save_model(self, path: str, epoch: int, logs: dict):
         """What ModelCheckpoint writes: weights plus enough metadata to rebuild and evaluate the model."""
+        if self.rank != 0:
+            return
         checkpoints.save(self.run_dir / path, {"config": config.to_dict(self.cfg), "about": self.about,
                                                "epoch": epoch + 1, "logs": logs, "model": self.model.state_dict()})
 
