@@ -272,9 +272,13 @@ def _is_cifar_tarball(path: Path) -> bool:
         return False
 
 
+DECODER_VERSION = 2  # bump when decoding changes what arrays a file gives (2: Lanczos when shrinking)
+
+
 def _decode_cached(name, files, source, tried, parse) -> Dataset:
     """Reuse decoded arrays when the source files are unchanged (same paths, sizes, mtimes)."""
-    stamp = json.dumps([[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files])
+    stamp = json.dumps([[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files]
+                       + [DECODER_VERSION])
     folder = cache_root() / "decoded" / hashlib.sha256(stamp.encode()).hexdigest()[:20]
     meta_path = folder / "meta.json"
     if meta_path.is_file():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab import CnnlabError, checkpoints, datasets, models, predict
+from cnnlab import CnnlabError, checkpoints, config, datasets, predict
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 MAX_PROB_DIFF = 1e-4  # the issue's parity bar: probabilities, not logits
@@ -42,7 +42,7 @@ def description(about: dict, fmt: str) -> dict:
         "input": {"name": "image", "dtype": "uint8", "shape": ["batch", c, h, w], "layout": "NCHW",
                   "channels": "grayscale" if c == 1 else "RGB"},
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["batch", len(about["classes"])]},
-        "preprocessing": (f"resize to {w}x{h} (bilinear), {'grayscale' if c == 1 else 'RGB'}, uint8; scaling "
+        "preprocessing": (f"resize to {w}x{h} (Lanczos when shrinking, bilinear when enlarging), {'grayscale' if c == 1 else 'RGB'}, uint8; scaling "
                           "by 1/255 and softmax are inside the model"
                           + ("; a dark digit on light paper is inverted to MNIST's light-on-dark" if c == 1 else "")),
     }
@@ -70,7 +70,7 @@ def export(model_path: Path, fmt: str, out: Path | None = None, check_images: in
     finally:
         tmp.unlink(missing_ok=True)
     checkpoints.atomic_write(out.with_name(out.name + ".json"), json.dumps(info, indent=2).encode())
-    images = _test_images(about, data_dir, check_images, say)
+    images = _test_images(Path(model_path), about, data_dir, check_images, say)
     parity = check(out, fmt, wrapped, images)
     say(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.name}.json")
     say(f"checked on {parity['images']} {parity['source']}: max |probability difference| "
@@ -103,14 +103,23 @@ def _write_torchscript(wrapped: nn.Module, example: torch.Tensor, path: Path, in
     torch.jit.save(traced, str(path), _extra_files={"cnnlab.json": json.dumps(info)})
 
 
-def _test_images(about: dict, data_dir, n: int, say) -> tuple:
-    """The first n images of the model's own test set; random pixels if that set cannot be loaded here."""
-    name = about.get("dataset", "")
-    if name in datasets.BUILTIN:
-        try:
-            return datasets.load(name, data_dir=data_dir).test.x[:n], f"{name} test images"
-        except CnnlabError as e:
-            say(f"note: {e}; checking on random images instead")
+def _test_images(model_path: Path, about: dict, data_dir, n: int, say) -> tuple:
+    """The first n images of the model's own test set: a run's data as its config names it (built-in or the
+    user's --data), else the built-in set the model file names; random pixels if neither can be loaded."""
+    run_config = model_path / "config.toml" if model_path.is_dir() else model_path.parent / "config.toml"
+    try:
+        if run_config.is_file():
+            cfg = config.from_dict(config.load_toml(str(run_config)))
+            ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
+        elif about.get("dataset", "") in datasets.BUILTIN:
+            ds = datasets.load(about["dataset"], data_dir=data_dir)
+        else:
+            raise CnnlabError(f"no run folder beside {model_path} names its data")
+        if list(ds.input_shape) == list(about["input_shape"]):
+            return ds.test.x[:n], f"{ds.name} test images"
+        say(f"note: {ds.name} images are {ds.input_shape}, the model takes {about['input_shape']}")
+    except CnnlabError as e:
+        say(f"note: {e}; checking on random images instead")
     g = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (n, *about["input_shape"]), dtype=torch.uint8, generator=g), "random images"
 

@@ -114,8 +114,9 @@ def answers(info: dict, quick: bool, seconds: float) -> str:
               f"{s['mnist-cnn']['epochs']} epoch(s) ({mcnn['stopped']}), with {s['mnist-cnn']['params']:,} "
               f"parameters, at {s['mnist-cnn']['sec_per_epoch']:.1f} s per epoch. It was saved every epoch by "
               f"ModelCheckpoint and watched by EarlyStopping(min_delta={mcnn['cfg'].early_stopping.min_delta}, "
-              f"patience={mcnn['cfg'].early_stopping.patience}); re-running the command resumes from last.pt.",
-              f"cifar-cnn: {ccnn['stopped']}.", ""]
+              f"patience={mcnn['cfg'].early_stopping.patience}); re-running the command resumes from last.pt.", "",
+              f"cifar-cnn (early stopping on val_loss, patience {ccnn['cfg'].early_stopping.patience}, best "
+              f"weights restored): {ccnn['stopped']}.", ""]
     return "\n".join(lines)
 
 

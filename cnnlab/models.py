@@ -14,7 +14,6 @@ He-uniform, Keras' kernel_initializer="he_uniform"), zero biases, BatchNorm with
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from cnnlab import CnnlabError, config

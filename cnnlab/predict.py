@@ -33,16 +33,16 @@ def load_model(path: Path):
 
 
 def prepare(img: Image.Image, input_shape) -> torch.Tensor:
-    """Any picture -> uint8 C x H x W as the model saw in training: channels, size (bilinear, as the image-folder
-    loader resizes), and for single-channel models the MNIST convention of a light digit on a dark ground."""
+    """Any picture -> uint8 C x H x W as the model saw in training: channels, size (formats.resize, as the
+    image-folder loader resizes), and for single-channel models the MNIST convention of a light digit on a dark
+    ground."""
     channels, height, width = input_shape
     img = ImageOps.exif_transpose(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         ground = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent parts read as white paper
         img = Image.alpha_composite(ground, img.convert("RGBA"))
     img = img.convert("L" if channels == 1 else "RGB")
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.BILINEAR)
+    img = formats.resize(img, (width, height))
     x = torch.from_numpy(np.array(img, dtype=np.uint8))
     x = x[None] if channels == 1 else x.permute(2, 0, 1)
     if channels == 1 and _border_mean(x) > 127:  # dark ink on light paper: invert to MNIST's white-on-black

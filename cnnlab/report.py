@@ -274,6 +274,7 @@ def plot_overlay(runs: list, path: Path):
             h = [row for row in r["history"] if metric in row]
             ax.plot([row["epoch"] for row in h], [row[metric] for row in h], ".-", label=r["slug"])
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.set_ylabel(metric.replace("val_", "validation "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -217,7 +217,7 @@ def openapi(info: dict) -> dict:
             "/predict": {"post": {
                 "summary": "Top-k classes of one picture",
                 "description": "The request body is the image file's bytes, nothing else (no form encoding). "
-                               "The picture is prepared as in training: channels, bilinear resize to the input "
+                               "The picture is prepared as in training: channels, resize to the input "
                                "size, and for single-channel models a light background is inverted.",
                 "parameters": [{"name": "k", "in": "query", "required": False, "description": "how many classes",
                                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5}}],

@@ -1,6 +1,6 @@
 """Does `cnnlab predict` on picture files agree with the in-memory evaluation of the same test images?
 
-For each run given: 20 test images of the run's own data set are written as PNG at their native size, and the
+For each run given: 20 test images of the run's own data set (evenly spaced through it) are written as PNG at their native size, and the
 same 20 upscaled to 256x256 (bicubic) and saved as JPEG (quality 90, RGB). `cnnlab predict --json` classifies
 both folders, exactly as a user would, and its top-1 is compared with the model's answer on the in-memory
 uint8 tensors.
@@ -23,10 +23,12 @@ from cnnlab.run import prepare_data
 from cnnlab.train import to_input
 
 
-def in_memory_top1(run: Path, x: torch.Tensor) -> list:
+def in_memory_top1(run: Path, x: torch.Tensor) -> tuple:
+    """(top-1 class indices, their probabilities) on the in-memory uint8 images."""
     model, _ = predict.load_model(run)
     with torch.inference_mode():
-        return model(to_input(x, models.uses_conv(model))).argmax(1).tolist()
+        top = torch.softmax(model(to_input(x, models.uses_conv(model))), 1).max(1)
+    return top.indices.tolist(), top.values.tolist()
 
 
 def write_images(x: torch.Tensor, folder: Path, size: int | None):
@@ -56,8 +58,9 @@ def main():
         state_cfg = config.load_toml(str(run / "config.toml"))
         cfg = config.from_dict(state_cfg)
         ds, _, _ = prepare_data(cfg)
-        x, y = ds.test.x[:args.n], ds.test.y[:args.n].tolist()
-        want = in_memory_top1(run, x)
+        pick = torch.arange(args.n) * (len(ds.test) // args.n)  # spread over the set: folders are sorted by class
+        x, y = ds.test.x[pick], ds.test.y[pick].tolist()
+        want, confidence = in_memory_top1(run, x)
         with tempfile.TemporaryDirectory() as tmp:
             native, big = Path(tmp) / "native", Path(tmp) / "upscaled"
             write_images(x, native, None)
@@ -72,7 +75,8 @@ def main():
             failed = True
         for i, (a, b, c) in enumerate(zip(want, got_native, got_big)):
             if not a == b == c:
-                print(f"  image {i}: in memory {ds.classes[a]}, PNG {ds.classes[b]}, upscaled JPEG {ds.classes[c]}")
+                print(f"  image {i} (label {ds.classes[y[i]]}): in memory {ds.classes[a]} ({confidence[i]:.2f}), "
+                      f"PNG {ds.classes[b]}, upscaled JPEG {ds.classes[c]}")
     sys.exit(1 if failed else 0)
 
 
