@@ -1,6 +1,9 @@
-"""curves.png: loss and accuracy per epoch, training vs validation, side by side."""
+"""The figures: curves.png (loss and accuracy per epoch, training vs validation), and the report's confusion
+matrix, misclassified-image grid and overlaid validation curves."""
 
 from pathlib import Path
+
+import torch
 
 import matplotlib
 
@@ -29,3 +32,53 @@ def plot_curves(history: list, path: Path, title: str = "", best_epoch: int | No
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _save(fig, path: Path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_confusion(confusion: list, classes: list, path: Path):
+    """Rows: true class, columns: predicted; colour is the share of the true class, numbers are counts."""
+    cm = torch.tensor(confusion, dtype=torch.float64)
+    share = cm / cm.sum(1, keepdim=True).clamp(min=1)
+    size = min(0.55 * len(classes) + 2, 14)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if len(classes) <= 20:  # beyond that the numbers would not fit their cells
+        for (i, j), v in zip([(i, j) for i in range(len(classes)) for j in range(len(classes))], cm.flatten()):
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=8, color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    _save(fig, path)
+
+
+def plot_errors(errors: list, classes: list, path: Path, cols: int = 6):
+    rows = -(-len(errors) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.7, rows * 2.0), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (x, true, pred, conf) in zip(axes.flat, errors):
+        img = x.permute(1, 2, 0).numpy()
+        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", interpolation="nearest")
+        ax.set_title(f"{classes[true]} → {classes[pred]}\n({conf:.0%} sure)", fontsize=8)
+    _save(fig, path)
+
+
+def plot_overlay(runs: list, path: Path):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
+        for r in runs:
+            h = [row for row in r["history"] if metric in row]
+            ax.plot([row["epoch"] for row in h], [row[metric] for row in h], ".-", label=r["slug"])
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
+        ax.set_ylabel(metric.replace("val_", "validation "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)

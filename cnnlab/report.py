@@ -7,13 +7,9 @@ Across runs: one comparison table and overlaid validation curves. A run without 
 interrupted, still training) is reported as such from its metrics.csv and checkpoints, never skipped.
 """
 
-import base64
 import csv
 import fcntl
-import html
-import itertools
 import json
-import re
 import statistics
 from pathlib import Path
 
@@ -21,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab import CnnlabError, checkpoints, config, models, plots, verdict
-from cnnlab.plots import plt
+from cnnlab.markdown_html import to_html
 
 NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
          "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}  # the JPEG copy is not the benchmark: never call it CIFAR-10
@@ -231,56 +227,6 @@ def comparison_table(summaries: list) -> str:
                   "Best val accuracy", "Test accuracy", "Verdict"], rows) + note
 
 
-def _save(fig, path: Path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_confusion(confusion: list, classes: list, path: Path):
-    """Rows: true class, columns: predicted; colour is the share of the true class, numbers are counts."""
-    cm = torch.tensor(confusion, dtype=torch.float64)
-    share = cm / cm.sum(1, keepdim=True).clamp(min=1)
-    size = min(0.55 * len(classes) + 2, 14)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
-    if len(classes) <= 20:  # beyond that the numbers would not fit their cells
-        for (i, j), v in zip([(i, j) for i in range(len(classes)) for j in range(len(classes))], cm.flatten()):
-            ax.text(j, i, int(v), ha="center", va="center", fontsize=8, color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
-    _save(fig, path)
-
-
-def plot_errors(errors: list, classes: list, path: Path, cols: int = 6):
-    rows = -(-len(errors) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.7, rows * 2.0), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (x, true, pred, conf) in zip(axes.flat, errors):
-        img = x.permute(1, 2, 0).numpy()
-        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", interpolation="nearest")
-        ax.set_title(f"{classes[true]} → {classes[pred]}\n({conf:.0%} sure)", fontsize=8)
-    _save(fig, path)
-
-
-def plot_overlay(runs: list, path: Path):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
-        for r in runs:
-            h = [row for row in r["history"] if metric in row]
-            ax.plot([row["epoch"] for row in h], [row[metric] for row in h], ".-", label=r["slug"])
-        ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
-        ax.set_ylabel(metric.replace("val_", "validation "))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    _save(fig, path)
-
-
 def _metrics_rows(r: dict) -> list:
     """Final and best epochs: train/validation from metrics.csv, test from results.json or our own scoring."""
     h, test, res = r["history"], r["test"], r["results"]
@@ -335,7 +281,7 @@ def run_section(r: dict, img_dir: Path) -> str:
     if not test:
         return "\n\n".join(out)
     cm, k = test["confusion"], len(classes)
-    plot_confusion(cm, classes, img_dir / f"{slug}-confusion.png")
+    plots.plot_confusion(cm, classes, img_dir / f"{slug}-confusion.png")
     out += [f"### Test set: {test['checkpoint']} (epoch {test['epoch']})",
             f"Test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}." + (f" {test['note']}." if test["note"] else ""),
             "#### Confusion matrix", f"![confusion matrix](report_images/{slug}-confusion.png)"]
@@ -350,68 +296,11 @@ def run_section(r: dict, img_dir: Path) -> str:
         [classes[i], classes[j], n, f"{n / sum(cm[i]):.1%}"] for n, i, j in pairs[:PAIRS_SHOWN]]) if pairs else
         "No test image is misclassified."]
     if test["errors"]:
-        plot_errors(test["errors"], classes, img_dir / f"{slug}-errors.png")
+        plots.plot_errors(test["errors"], classes, img_dir / f"{slug}-errors.png")
         out += ["#### Misclassified test images", f"The {len(test['errors'])} most confident mistakes, true → predicted:",
                 f"![misclassified test images](report_images/{slug}-errors.png)"]
     return "\n\n".join(out)
 
-
-
-CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
-h1,h2{border-bottom:1px solid #ddd;padding-bottom:.2em}h2{margin-top:2.2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px}
-th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}td.n{text-align:right}
-img{max-width:100%}code{background:#f2f2f2;padding:0 3px}"""
-
-
-def _inline(text: str) -> str:
-    text = html.escape(text, quote=False).replace("\\|", "|").replace("\\*", "*")
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
-
-
-def _kind(line: str) -> str:
-    if re.match(r"#{1,6} ", line):
-        return "h"
-    if re.fullmatch(r"!\[.*\]\(.*\)", line):
-        return "img"
-    return "table" if line.startswith("|") else "ul" if line.startswith("- ") else "p" if line.strip() else ""
-
-
-def _table(lines: list) -> str:
-    cells = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-    header = cells(lines[0])
-    numeric = lambda c: len(header) > 2 and re.fullmatch(r"[-+]?[\d,.]+ ?[%M*]?", c)  # right-aligned, not key|value
-    td = lambda c: f'<td class="n">{c}</td>' if numeric(c) else f"<td>{c}</td>"
-    rows = "".join("<tr>" + "".join(td(_inline(c)) for c in cells(line)) + "</tr>" for line in lines[2:])
-    return "<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in header) + f"</tr>{rows}</table>"
-
-
-def to_html(md: str, base: Path, title: str) -> str:
-    """Markdown as the report and `cnnlab lab` write it (headings, paragraphs, `- ` lists, tables, images alone on
-    a line, `code`, **bold**) as one HTML file with every image embedded: it can be mailed or uploaded alone, and
-    nothing is fetched from elsewhere."""
-    body = []
-    for kind, group in itertools.groupby(md.splitlines(), _kind):
-        lines = list(group)
-        if kind == "h":
-            body += [f"<h{len(h.split()[0])}>{_inline(h.split(' ', 1)[1])}</h{len(h.split()[0])}>" for h in lines]
-        elif kind == "img":
-            for line in lines:
-                alt, path = re.fullmatch(r"!\[(.*)\]\((.*)\)", line).groups()
-                if not (base / path).is_file():  # say so rather than fetch it from anywhere
-                    body.append(f"<p>[missing image: {html.escape(path)}]</p>")
-                    continue
-                data = base64.b64encode((base / path).read_bytes()).decode()
-                body.append(f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>')
-        elif kind == "table":
-            body.append(_table(lines))
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in lines) + "</ul>")
-        elif kind == "p":
-            body.append(f"<p>{_inline(' '.join(lines))}</p>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def write_report(run_dirs: list, out_dir, title: str = "", intro_md: str = "", data_dir: str | None = None):
@@ -432,7 +321,7 @@ def write_report(run_dirs: list, out_dir, title: str = "", intro_md: str = "", d
     parts = [f"# {title or 'cnnlab report: ' + ', '.join(r['summary']['name'] for r in runs)}"]
     parts += [intro_md.strip()] if intro_md.strip() else []
     if len(runs) > 1:
-        plot_overlay(runs, img_dir / "comparison-curves.png")
+        plots.plot_overlay(runs, img_dir / "comparison-curves.png")
         parts += ["## Comparison", comparison_table([r["summary"] for r in runs]),
                   "![validation curves of every run](report_images/comparison-curves.png)"]
     parts += [run_section(r, img_dir) for r in runs]
