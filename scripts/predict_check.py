@@ -37,9 +37,9 @@ def write_images(x: torch.Tensor, folder: Path, size: int | None):
         arr = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
         pic = Image.fromarray(arr)
         if size is None:
-            pic.save(folder / f"{i:02d}.png")
+            pic.save(folder / f"{i:04d}.png")
         else:
-            pic.resize((size, size), Image.BICUBIC).convert("RGB").save(folder / f"{i:02d}.jpg", quality=90)
+            pic.resize((size, size), Image.BICUBIC).convert("RGB").save(folder / f"{i:04d}.jpg", quality=90)
 
 
 def predicted(run: Path, folder: Path, classes: list) -> list:
