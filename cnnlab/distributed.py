@@ -69,6 +69,21 @@ def launch(argv: list, procs: int) -> int:
     ours = [line for line in err.splitlines() if line.startswith("cnnlab: error:")]
     if ours:
         raise CnnlabError(ours[0].removeprefix("cnnlab: error: "))
-    died = next((line.strip() for line in err.splitlines() if "exitcode" in line and ":" in line), "")
-    raise CnnlabError(f"a training process died ({died or f'torchrun exit status {child.returncode}'}); every "
-                      f"finished epoch is saved: run the same command to resume")
+    raise CnnlabError(f"a training process died ({_cause(err) or f'torchrun exit status {child.returncode}'}); "
+                      f"every finished epoch is saved: run the same command to resume")
+
+
+def _cause(torchrun_log: str) -> str:
+    """'rank 1 killed by SIGKILL' from torchrun's report ('failed (exitcode: -9) local_rank: 1 ...')."""
+    import re
+    import signal
+    m = re.search(r"exitcode: (-?\d+)\) local_rank: (\d+)", torchrun_log)
+    if not m:
+        return ""
+    code, rank = int(m.group(1)), m.group(2)
+    if code < 0:
+        try:
+            return f"rank {rank} killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"rank {rank} killed by signal {-code}"
+    return f"rank {rank} exited with status {code}"

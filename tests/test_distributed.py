@@ -66,7 +66,7 @@ def test_a_killed_rank_stops_the_run_in_one_line_and_it_resumes(real_data, tmp_p
     os.kill(rank_pids("killed")[1], signal.SIGKILL)
     out, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 2, (out, err)
-    assert err.count("\n") == 1 and "training process died" in err and "resume" in err
+    assert err.count("\n") == 1 and "rank 1 killed by SIGKILL" in err and "resume" in err
     saved = len(metrics.read_text().splitlines()) - 1
     r = cnnlab(*args, env={"CNNLAB_DATA": real_data})
     assert r.returncode == 0, r.stderr
