@@ -170,7 +170,7 @@ def cmd_compare(args):
 def cmd_lab(args):
     from cnnlab.lab import run_lab
     md, html, seconds = run_lab(Path(args.runs), args.quick, args.cifar, args.data_dir)
-    print(f"the lab took {seconds / 60:.1f} minutes; report: {html} (and {md})")
+    print(f"this invocation of the lab took {seconds / 60:.1f} minutes; report: {html} (and {md})")
 
 
 def cmd_summary(args):

@@ -76,7 +76,9 @@ def answers(info: dict, quick: bool, seconds: float) -> str:
     flat = shape[0] * shape[1] * shape[2]
     first = flat * 1024 + 1024
     lines = [
-        f"Measured on this machine in this run: **{seconds / 60:.1f} minutes** of training and evaluation in all"
+        f"Measured on this machine: **{sum(x['seconds'] for r in info.values() for x in r['history']) / 60:.1f} "
+        f"minutes** of training (every epoch of the four runs, validation included, summed from their "
+        f"metrics.csv); this invocation of `cnnlab lab` took {seconds / 60:.1f} minutes up to this report"
         f"{' (quick mode: subsets of the training images, a few epochs; the full lab is `cnnlab lab`)' if quick else ''}.",
         "",
         "## Why 3072 inputs?",

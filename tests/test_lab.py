@@ -32,7 +32,7 @@ def test_quick_lab_answers_every_question(real_data, cifar, tmp_path, monkeypatc
     for name in ("mlp", "mlp-deep"):
         assert re.search(rf"\*\*{name}: (overfitting|underfitting|good fit)\.\*\*", text)
     assert re.search(r"cifar-cnn reaches \*\*\d+\.\d\d%\*\* test accuracy against the MLP's \*\*\d+\.\d\d%\*\*", text)
-    assert "minutes** of training and evaluation" in text
+    assert "minutes** of training (every epoch of the four runs" in text
     page = html.read_text()
     assert page.count("data:image/png;base64,") >= 8 and 'src="http' not in page
     rows = registry.runs(tmp_path / registry.FILENAME)
