@@ -1,7 +1,7 @@
 """Data-parallel training on torch.distributed: one process per rank, launched by torchrun.
 
 `torchrun --nproc-per-node N -m cnnlab train ...` (or `cnnlab train --procs N`, which runs exactly that) sets
-RANK and WORLD_SIZE; cnnlab then joins the process group (gloo on CPU, nccl with CUDA), wraps the model in
+RANK and WORLD_SIZE; cnnlab then joins the process group (gloo: the training runs on CPUs), wraps the model in
 DistributedDataParallel, and gives each rank its slice of every global batch. The global batch is the
 batch_size the user asked for. Only rank 0 writes checkpoints, logs and the registry; every rank reads the
 same last.pt to resume.
@@ -32,7 +32,8 @@ def is_main() -> bool:
 def init():
     """Join the process group once, when launched with more than one rank."""
     if world_size() > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # gloo even where CUDA is present: the model and batches stay on the CPU (nccl only moves GPU tensors).
+        dist.init_process_group("gloo")
 
 
 def finish():
