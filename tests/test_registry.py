@@ -42,7 +42,8 @@ def test_a_killed_run_shows_as_crashed_and_resumes(real_data, tmp_path):
     db, deadline = tmp_path / registry.FILENAME, time.monotonic() + 120
     while time.monotonic() < deadline:  # wait for one whole epoch to be recorded, then kill mid-way
         rows = registry.runs(db) if db.exists() else []
-        if rows and rows[0]["epochs"] >= 1:
+        # The row is updated at an epoch's end just before last.pt is written: wait for both.
+        if rows and rows[0]["epochs"] >= 1 and (tmp_path / "digits" / "last.pt").exists():
             break
         assert child.poll() is None, child.stderr.read()
         time.sleep(0.2)
