@@ -1,6 +1,7 @@
 """The figures: curves.png (loss and accuracy per epoch, training vs validation), and the report's confusion
 matrix, misclassified-image grid and overlaid validation curves."""
 
+import os
 from pathlib import Path
 
 import torch
@@ -27,17 +28,21 @@ def plot_curves(history: list, path: Path, title: str = "", best_epoch: int | No
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    _save(fig, path, dpi=100)
 
 
-def _save(fig, path: Path):
+def _save(fig, path: Path, **savefig_args):
+    """Write through a temporary file of this process's own, then rename: a reader never sees half a PNG, and
+    two processes writing the same figure (sweep workers finishing together) cannot trip over each other."""
     fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # .*.tmp: what a resumed run sweeps away
+    try:
+        fig.savefig(tmp, format="png", **({"dpi": 90, "bbox_inches": "tight"} | savefig_args))
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
 
 
 def plot_confusion(confusion: list, classes: list, path: Path):

@@ -216,6 +216,10 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
         else:
             if len(finished) >= (trials or 20):
                 break
+            # A fresh stream for every trial and worker: a sampler re-seeded as before would draw the same
+            # first points again in a continued sweep or in a second worker.
+            stream = f"{seed}/{len(study.trials)}/{socket.gethostname()}/{os.getpid()}"
+            study.sampler = optuna.samplers.TPESampler(seed=_seed_of(stream))
             args = ({}, "")
         study.optimize(lambda t: objective(t, *args), n_trials=1, catch=())
         done_here += 1
@@ -265,6 +269,11 @@ def ranking_table(rows: list) -> str:
         lines.append("| " + " | ".join([str(rank), str(r["trial"]), *(str(r["params"].get(k)) for k in keys),
                                         r["state"], str(r["epochs"]), f"{r['best_val_accuracy']:.4f}", test]) + " |")
     return "\n".join(lines)
+
+
+def _seed_of(text: str) -> int:
+    import hashlib
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
 def _claim_next(claims: Claims, grid: list, study, optuna):

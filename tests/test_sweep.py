@@ -82,3 +82,18 @@ def test_search_space_files_and_bad_values(tmp_path):
     assert r.returncode == 2 and "unknown config key" in r.stderr
     assert json.loads(json.dumps(sweep.points(sweep.Space({"a": [1, 2], "b": ["x"]})))) == [
         {"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+
+
+def test_tpe_sweep_over_a_toml_space_continues_to_the_asked_count(real_data, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text('[grid]\noptimizer = ["sgd", "adam"]\n[range]\nlr = {low = 1e-4, high = 1e-1, log = true}\n')
+    tpe = ["sweep", "mlp", "--dataset", "mnist", "--epochs", 2, "--set", "train_subset=800", "--set", "test_subset=100",
+           "--space", space, "--sampler", "tpe", "--study", "s", "--runs", tmp_path, "--top", 0]
+    r = cnnlab(*tpe, "--trials", 2, env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0, r.stderr
+    r = cnnlab(*tpe, "--trials", 3, env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0, r.stderr
+    points, study = finished_points(tmp_path)
+    assert len(study.trials) == 3 and r.stdout.count("trial 2:") == 1 and "trial 0:" not in r.stdout
+    lrs = [dict(p)["optimizer.lr"] for p in points]
+    assert all(1e-4 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == 3  # sampled from the range, not a grid
