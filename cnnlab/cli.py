@@ -62,6 +62,7 @@ def cmd_train(args):
         return
     try:
         train_run(cfg, run_dir, args.data_dir, args.fresh)
+        distributed.barrier()  # ranks leave together: rank 0 may still be writing results when the others end
     finally:
         distributed.finish()
 

@@ -10,6 +10,7 @@ same last.pt to resume.
 import os
 import subprocess
 import sys
+import tempfile
 
 import torch
 import torch.distributed as dist
@@ -70,8 +71,10 @@ def launch(argv: list, procs: int) -> int:
     ours = [line for line in err.splitlines() if line.startswith("cnnlab: error:")]
     if ours:
         raise CnnlabError(ours[0].removeprefix("cnnlab: error: "))
+    with tempfile.NamedTemporaryFile("w", prefix="cnnlab-torchrun-", suffix=".log", delete=False) as log:
+        log.write(err)  # torchrun's full report, for whoever needs more than one line
     raise CnnlabError(f"a training process died ({_cause(err) or f'torchrun exit status {child.returncode}'}); "
-                      f"every finished epoch is saved: run the same command to resume")
+                      f"every finished epoch is saved: run the same command to resume (torchrun's log: {log.name})")
 
 
 def _cause(torchrun_log: str) -> str:
