@@ -24,6 +24,35 @@ def real_data():
     return REAL_DATA
 
 
+@pytest.fixture(scope="session")
+def mnist_cnn_run(real_data, tmp_path_factory):
+    """The mnist-cnn preset after one epoch on 3,000 real MNIST images, trained once through the CLI for every
+    test that needs a real trained run folder (predict, export)."""
+    runs = tmp_path_factory.mktemp("mnist-cnn-runs")
+    r = cnnlab("train", "mnist-cnn", "--runs", runs, "--epochs", 1, "--set", "train_subset=3000",
+               "--set", "test_subset=200", env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0, r.stderr
+    return runs / "mnist-cnn"
+
+
+@pytest.fixture(scope="session")
+def small_cnn_run(real_data, tmp_path_factory):
+    """A small CNN after one epoch on 4,000 real MNIST images: about 93% test accuracy in under 10 s; it
+    recognises drawn digits well enough for the serve and browser tests, which share it."""
+    from cnnlab import config, presets
+    from cnnlab.run import train_run
+    conv, dense = presets.conv, presets.dense
+    cfg = config.from_dict({
+        "dataset": "mnist", "epochs": 1, "batch_size": 32, "init": "he_uniform",
+        "layers": [conv(16, 5), presets.MAXPOOL, conv(32, 5), presets.MAXPOOL, presets.FLATTEN, dense(64),
+                   presets.LOGITS],
+        "optimizer": {"name": "adam", "lr": 2e-3},
+        "train_subset": 4000, "test_subset": 300, "validate_on": "test"})
+    run_dir = tmp_path_factory.mktemp("small-cnn") / "digits"
+    train_run(cfg, run_dir, str(real_data), say=lambda *_: None)
+    return run_dir
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.astype(np.uint8).tobytes()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab import datasets, formats, predict
-from test_serve import png_bytes, running_server, small_mnist_run
+from test_serve import png_bytes, running_server
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # Headless as root in a container; the last four keep Chromium from phoning home, which a closed network
@@ -65,9 +65,9 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(real_data, tmp_path_factory, browser):
+def page(real_data, small_cnn_run, browser):
     """(browser on the served page, run folder, real MNIST test images and labels)."""
-    run = small_mnist_run(tmp_path_factory.mktemp("browser") / "digits", real_data)
+    run = small_cnn_run
     test = datasets.load("mnist", data_dir=str(real_data)).test
     with running_server(run) as port:
         browser.get(f"http://127.0.0.1:{port}/")

@@ -12,12 +12,8 @@ from conftest import cnnlab
 
 
 @pytest.fixture(scope="module")
-def trained(real_data, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    r = cnnlab("train", "mnist-cnn", "--runs", runs, "--epochs", 1, "--set", "train_subset=2000",
-               "--set", "test_subset=100", env={"CNNLAB_DATA": real_data})
-    assert r.returncode == 0, r.stderr
-    return runs / "mnist-cnn", datasets.load("mnist", data_dir=str(real_data)).test
+def trained(real_data, mnist_cnn_run):
+    return mnist_cnn_run, datasets.load("mnist", data_dir=str(real_data)).test
 
 
 def pytorch_probabilities(run, x):

@@ -12,13 +12,9 @@ from conftest import cnnlab
 
 
 @pytest.fixture(scope="module")
-def trained(real_data, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    r = cnnlab("train", "mnist-cnn", "--runs", runs, "--epochs", 1, "--set", "train_subset=3000",
-               "--set", "test_subset=200", env={"CNNLAB_DATA": real_data})
-    assert r.returncode == 0, r.stderr
+def trained(real_data, mnist_cnn_run):
     test = datasets.load("mnist", data_dir=str(real_data)).test
-    return runs / "mnist-cnn", test.x[:20], test.y[:20]
+    return mnist_cnn_run, test.x[:20], test.y[:20]
 
 
 def in_memory_top1(run, x):

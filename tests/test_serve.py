@@ -15,22 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cnnlab import CnnlabError, config, datasets, formats, predict, presets, serve
-from cnnlab.run import train_run
+from cnnlab import CnnlabError, datasets, formats, predict, serve
 from conftest import ROOT, cnnlab
-
-
-def small_mnist_run(run_dir: Path, data_dir: Path) -> Path:
-    """A small CNN after one epoch on 4,000 real MNIST images: about 93% test accuracy in under 10 s."""
-    conv, dense = presets.conv, presets.dense
-    cfg = config.from_dict({
-        "dataset": "mnist", "epochs": 1, "batch_size": 32, "init": "he_uniform",
-        "layers": [conv(16, 5), presets.MAXPOOL, conv(32, 5), presets.MAXPOOL, presets.FLATTEN, dense(64),
-                   presets.LOGITS],
-        "optimizer": {"name": "adam", "lr": 2e-3},
-        "train_subset": 4000, "test_subset": 300, "validate_on": "test"})
-    train_run(cfg, run_dir, str(data_dir), say=lambda *_: None)
-    return run_dir
 
 
 @contextmanager
@@ -62,8 +48,8 @@ def png_bomb(side: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def served(real_data, tmp_path_factory):
-    run = small_mnist_run(tmp_path_factory.mktemp("serve") / "digits", real_data)
+def served(real_data, small_cnn_run):
+    run = small_cnn_run
     test = datasets.load("mnist", data_dir=str(real_data)).test
     with running_server(run) as port:
         yield port, run, test
