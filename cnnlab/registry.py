@@ -92,15 +92,16 @@ class RecordEpochs(Callback):
         self.recorder.epoch(self.trainer.history)
 
 
-def _still_running(path: str) -> bool:
-    """True while some process holds the run folder's lock (see run.lock)."""
+def is_training(run_dir) -> bool:
+    """True while some process holds the run folder's lock (run.lock); the OS drops it when that process dies.
+    A shared probe: it never blocks, and never takes the lock from a trainer starting at the same moment."""
     try:
-        with open(Path(path) / ".lock", "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with open(Path(run_dir) / ".lock", "r") as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False  # nobody holds it: whoever wrote 'running' is gone
     except BlockingIOError:
         return True
-    except OSError:  # the folder was deleted or moved: its process cannot be training into it
+    except OSError:  # no lock file, or the folder was deleted or moved: no process is training into it
         return False
 
 
@@ -116,7 +117,7 @@ def runs(db: Path, status: str = "", preset: str = "", dataset: str = "", name: 
         from cnnlab import CnnlabError
         raise CnnlabError(f"{db}: cannot read the run registry ({e})") from None
     for r in rows:
-        if r["status"] == "running" and (r["host"] != socket.gethostname() or not _still_running(r["path"])):
+        if r["status"] == "running" and (r["host"] != socket.gethostname() or not is_training(r["path"])):
             # Another host's run cannot be checked from here; ours is dead if its lock is free.
             r["status"] = "crashed" if r["host"] == socket.gethostname() else "running?"
     return [r for r in rows if (not status or r["status"] == status) and (not preset or r["preset"] == preset)

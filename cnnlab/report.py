@@ -8,7 +8,6 @@ interrupted, still training) is reported as such from its metrics.csv and checkp
 """
 
 import csv
-import fcntl
 import json
 import statistics
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab import CnnlabError, checkpoints, config, models, plots, verdict
+from cnnlab import CnnlabError, checkpoints, config, models, plots, registry, verdict
 from cnnlab.markdown_html import to_html
 
 NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
@@ -35,18 +34,6 @@ def read_history(run_dir: Path, state: dict | None) -> list:
         return [{"epoch": i + 1, **h} for i, h in enumerate((state or {}).get("history", []))]
 
 
-def _locked(run_dir: Path) -> bool:
-    """Is a trainer holding the run's lock right now? (The OS drops it when that process dies.)"""
-    if not (run_dir / ".lock").exists():
-        return False
-    with open(run_dir / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-
-
 def status(run_dir: Path, state: dict | None, results: dict | None, history: list, cfg) -> tuple:
     """(status, why training stopped): finished, running or crashed (no results for the epochs it ran)."""
     if results and results.get("epochs_run", 0) >= len(history):
@@ -57,7 +44,7 @@ def status(run_dir: Path, state: dict | None, results: dict | None, history: lis
         n = results["epochs_run"]
         return "finished", f"ran all {n} epoch{'s' * (n != 1)} it was set to"
     done = len(history)
-    if _locked(run_dir):
+    if registry.is_training(run_dir):
         return "running", f"still training: {done} of {cfg.epochs} epochs so far"
     mid = f", part of epoch {done + 1} ({state['batch']} steps) kept as a resume point" if state and state.get(
         "batch") else ""
