@@ -165,6 +165,7 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
               sampler: str = "grid", stop_after: int = 0, data_dir: str | None = None, seed: int = 0, say=print):
     """Run trials until the study has `trials` finished ones (the whole grid by default), or `stop_after` here."""
     optuna = _optuna()
+    from cnnlab.report import read_history
     from cnnlab.run import train_run
     runs = Path(runs)
     runs.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,7 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
         trial.set_user_attr("run", str(run_dir.resolve()))
         say(f"trial {trial.number}: {params} -> {run_dir}")
         result = train_run(cfg, run_dir, data_dir, say=say, registry_db=db, extra_callbacks=[watcher])
-        best = max((h.get("val_accuracy", 0.0) for h in _history(run_dir)), default=0.0)
+        best = max((h.get("val_accuracy", 0.0) for h in read_history(run_dir, None)), default=0.0)
         trial.set_user_attr("test_accuracy", result["test"]["accuracy"])
         if watcher.pruned:
             registry.Recorder(db, run_dir, say).end("pruned", result["test"], "stopped by the median pruner")
@@ -289,8 +290,3 @@ def _claim_next(claims: Claims, grid: list, study, optuna):
             return i, params
     return None
 
-
-def _history(run_dir: Path) -> list:
-    import csv
-    with open(run_dir / "metrics.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
