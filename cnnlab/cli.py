@@ -25,7 +25,7 @@ def build_config(args):
         cfg, stem = presets.preset(target), target
     for key, flag in (("dataset", args.dataset), ("data", args.data), ("epochs", args.epochs),
                       ("batch_size", args.batch_size), ("seed", args.seed), ("val_split", args.val_split),
-                      ("validate_on", args.validate_on)):
+                      ("validate_on", args.validate_on), ("precision", args.precision)):
         if flag is not None:
             config.set_value(cfg, key, flag)
     if args.dataset:
@@ -220,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int)
         sp.add_argument("--val-split", type=float)
         sp.add_argument("--validate-on", choices=["val", "test"])
+        sp.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                        help="training arithmetic (default auto: bf16 autocast where the CPU has native bf16)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any config key, e.g. optimizer.lr=0.1 or early_stopping.patience=5 (repeatable)")
         sp.add_argument("--data-dir", help="folder holding the data set files (default: $CNNLAB_DATA)")

@@ -76,6 +76,10 @@ class Config:
     test_subset: int = 0  # > 0: likewise for the test set
     threads: int = 0  # 0: one per available core
     channels_last: bool = True  # memory layout for conv nets: faster on CPU, same math
+    # Training arithmetic: bf16 autocast (weights, optimizer and loss stay float32) or plain fp32. auto: bf16 on
+    # CPUs that compute it natively (AVX512-BF16 or AMX), where it is 1.3-1.9x faster; fp32 elsewhere.
+    # Evaluation, predict and export always run in fp32.
+    precision: str = "auto"
     autosave_seconds: float = 60.0  # also save a mid-epoch resume point this often (0: at epoch ends only)
     tensorboard: bool = False  # also write TensorBoard event logs to <run>/tensorboard/{train,validation}
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -85,6 +89,7 @@ class Config:
 
 
 CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on": ("val", "test"),
+           "precision": ("auto", "bf16", "fp32"),
            "init": ("glorot_uniform", "he_uniform"),
            "checkpoint.mode": ("auto", "min", "max"), "early_stopping.mode": ("auto", "min", "max"),
            "reduce_lr.mode": ("auto", "min", "max")}

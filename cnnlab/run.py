@@ -17,7 +17,7 @@ import torch
 from cnnlab import CnnlabError, checkpoints, config, datasets, distributed, models, plots, registry
 from cnnlab.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, TensorBoard
 from cnnlab.datasets import Split
-from cnnlab.train import Trainer
+from cnnlab.train import Trainer, uses_bf16
 
 OPTIMISTIC = "test set: optimistic, the model was selected on the data it is scored on"
 RESUMABLE_CHANGES = {"epochs", "autosave_seconds", "tensorboard"}  # may differ on a resumed run: they do not change its numbers
@@ -121,7 +121,8 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     threads = set_threads(cfg)
     ds, train, val = prepare_data(cfg, data_dir)
     say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
-        f"{len(train)} train / {len(val) if val is not None else 0} validation / {len(ds.test)} test images")
+        f"{len(train)} train / {len(val) if val is not None else 0} validation / {len(ds.test)} test images; "
+        f"training in {'bf16 autocast' if uses_bf16(cfg.precision) else 'fp32'} on {threads} thread(s)")
     if cfg.validate_on == "test":
         say(f"warning: validating on the {OPTIMISTIC}")
     torch.manual_seed(cfg.seed)
@@ -206,7 +207,7 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
                     else f"last epoch {trainer.epoch}"),
         "validation": OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
         "final": trainer.history[-1] if trainer.history else {}, "test": test,
-        "threads": threads, "processes": distributed.world_size(), "seconds_this_session": round(seconds, 2),
+        "threads": threads, "processes": distributed.world_size(), "precision": "bf16" if trainer.bf16 else "fp32", "seconds_this_session": round(seconds, 2),
     }
     if not distributed.is_main():
         return result

@@ -1,7 +1,8 @@
 """The training loop: Keras' fit() on PyTorch, readable on one screen.
 
 Speed comes from keeping the whole data set in memory as uint8 and making each batch with one gather and
-one conversion (no per-sample Python), channels_last for conv nets, and evaluation at a large batch size.
+one conversion (no per-sample Python), channels_last for conv nets, bf16 autocast on CPUs with native bf16,
+fused optimizer steps, and evaluation at a large batch size.
 Reproducibility comes from deriving every epoch's shuffle and dropout randomness from (seed, epoch), so a
 resumed run draws exactly the numbers an uninterrupted one would have.
 """
@@ -20,16 +21,31 @@ EVAL_BATCH = 1000
 
 
 def make_optimizer(params, o: config.OptimizerConfig) -> torch.optim.Optimizer:
+    # fused=True: one kernel per step instead of a dozen passes over the weights. The same update; for Adam on
+    # mlp-deep the step went from 63% of the training time to 23%.
     if o.name == "sgd":
         if o.nesterov and o.momentum == 0:
             raise CnnlabError("optimizer.nesterov needs optimizer.momentum > 0")
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                               weight_decay=o.weight_decay)
+                               weight_decay=o.weight_decay, fused=True)
     if o.name in ("adam", "adamw"):
         cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-        return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.epsilon, weight_decay=o.weight_decay)
+        return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.epsilon, weight_decay=o.weight_decay,
+                   fused=True)
     return torch.optim.RMSprop(params, lr=o.lr, alpha=o.rho, eps=o.epsilon, momentum=o.momentum,
                                weight_decay=o.weight_decay)
+
+
+def native_bf16() -> bool:
+    """Does this CPU multiply bf16 in hardware (AVX512-BF16 or AMX)? Elsewhere bf16 is emulated and slower."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes
+        return False
+
+
+def uses_bf16(precision: str) -> bool:
+    return precision == "bf16" or (precision == "auto" and native_bf16())
 
 
 def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -59,6 +75,7 @@ class Trainer:
         self.channels_last = cfg.channels_last and models.uses_conv(model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.bf16 = uses_bf16(cfg.precision)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         # Several ranks: DDP averages the gradients of the ranks' slices of each global batch.
         self.net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
@@ -91,7 +108,8 @@ class Trainer:
                 x, y = to_input(data.x[idx], self.channels_last), data.y[idx]
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.current_lr()
-                logits = self.net(x)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                    logits = self.net(x).float()  # the loss is always computed in fp32
                 if self.world > 1:  # sum over this slice / global batch, x world (DDP averages): the global mean
                     loss = F.cross_entropy(logits, y, reduction="sum") * (self.world / len(batch))
                 else:
@@ -179,6 +197,12 @@ class Trainer:
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # Checkpoints store tensors contiguous; a fused step walks a momentum buffer in its parameter's memory
+        # order, so a channels_last weight needs its buffers back in channels_last (else the resume goes wrong).
+        for p, slots in self.optimizer.state.items():
+            for key, t in slots.items():
+                if torch.is_tensor(t) and t.shape == p.shape:
+                    slots[key] = torch.empty_like(p).copy_(t)
         self.epoch, self.batch, self.step, self.lr = state["epoch"], state["batch"], state["step"], state["lr"]
         self.saved_epoch = self.epoch
         self.history, self.stop_training = list(state["history"]), state["stopped"]
