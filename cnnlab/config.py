@@ -61,6 +61,12 @@ class ReduceLROnPlateauConfig:
 
 
 @dataclass
+class AugmentConfig:
+    flip: bool = False  # mirror each training image left-right with probability 1/2
+    translate: int = 0  # shift each training image by up to this many pixels (reflected border)
+
+
+@dataclass
 class Config:
     preset: str = ""
     layers: list = field(default_factory=list)  # model spec, see cnnlab.models
@@ -82,6 +88,12 @@ class Config:
     precision: str = "auto"
     autosave_seconds: float = 60.0  # also save a mid-epoch resume point this often (0: at epoch ends only)
     tensorboard: bool = False  # also write TensorBoard event logs to <run>/tensorboard/{train,validation}
+    label_smoothing: float = 0.0  # training targets (1 - s) on the class, s spread over all classes
+    # constant: optimizer.lr throughout (with optimizer.decay and reduce_lr if set). onecycle: linear warm-up
+    # from 0 to optimizer.lr over warmup_epochs, then linear decay to 0 at the last step.
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -89,7 +101,7 @@ class Config:
 
 
 CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on": ("val", "test"),
-           "precision": ("auto", "bf16", "fp32"),
+           "precision": ("auto", "bf16", "fp32"), "lr_schedule": ("constant", "onecycle"),
            "init": ("glorot_uniform", "he_uniform"),
            "checkpoint.mode": ("auto", "min", "max"), "early_stopping.mode": ("auto", "min", "max"),
            "reduce_lr.mode": ("auto", "min", "max")}
@@ -171,6 +183,12 @@ def validate(cfg: Config):
         cfg.dataset = canonical_name(cfg.dataset)
     if cfg.seed >= 2**32:
         raise CnnlabError(f"seed must be below 2**32, got {cfg.seed}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise CnnlabError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.augment.translate <= 16:
+        raise CnnlabError(f"augment.translate must be from 0 to 16 pixels, got {cfg.augment.translate}")
+    if cfg.lr_schedule == "onecycle" and not 0 <= cfg.warmup_epochs < cfg.epochs:
+        raise CnnlabError(f"warmup_epochs must be from 0 to below epochs ({cfg.epochs}), got {cfg.warmup_epochs}")
     if cfg.threads > 1024:
         raise CnnlabError(f"threads must be at most 1024, got {cfg.threads}")
     o = cfg.optimizer

@@ -9,11 +9,15 @@ He-uniform, Keras' kernel_initializer="he_uniform"), zero biases, BatchNorm with
     {type = "batchnorm"}   {type = "dropout", rate = 0.1}   {type = "flatten"}
     {type = "dense", units = 1024, activation = "relu"}   {type = "dense", units = "classes"}
     {type = "activation", name = "relu"}
+    {type = "conv2d", filters = 64, kernel = 3, padding = "same", bias = false}   (no bias: a BatchNorm follows)
+    {type = "whiten", kernel = 2}   a frozen conv whose filters whiten the training images' kxk patches
+    {type = "flip_tta"}   first layer only: at evaluation, average the logits of each image and its mirror
 """
 
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from cnnlab import CnnlabError, config
@@ -21,9 +25,10 @@ from cnnlab import CnnlabError, config
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "gelu": nn.GELU,
                "leaky_relu": nn.LeakyReLU, "linear": None, None: None}
 LAYER_KEYS = {
-    "conv2d": {"filters", "kernel", "padding", "stride", "activation"},
+    "conv2d": {"filters", "kernel", "padding", "stride", "activation", "bias"},
+    "whiten": {"kernel"}, "flip_tta": set(),
     "maxpool": {"size", "stride"}, "avgpool": {"size", "stride"},
-    "batchnorm": set(), "dropout": {"rate"}, "flatten": set(),
+    "batchnorm": {"momentum"}, "dropout": {"rate"}, "flatten": set(),
     "dense": {"units", "activation"}, "activation": {"name"},
 }
 
@@ -68,7 +73,11 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
         raise CnnlabError("the model has no layers")
     modules, infos, shape = [], [], tuple(input_shape)  # (C, H, W) for images, (F,) once flattened
     total = 0  # parameters so far, counted before anything is allocated
+    tta = bool(layers) and isinstance(layers[0], dict) and layers[0].get("type") == "flip_tta"
     for i, layer in enumerate(layers):
+        if tta and i == 0 and len(layer) == 1:
+            infos.append(LayerInfo("flip_tta_1", shape, 0, 0, 0))
+            continue
         if not isinstance(layer, dict) or not isinstance(layer.get("type"), str) or layer["type"] not in LAYER_KEYS:
             raise CnnlabError(f"layer {i + 1}: type must be one of {', '.join(LAYER_KEYS)}, got {layer!r}")
         kind = layer["type"]
@@ -76,7 +85,9 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
         if unknown:
             raise CnnlabError(f"layer {i + 1} ({kind}): unknown key(s) {', '.join(sorted(unknown))}")
         where = f"layer {i + 1} ({kind})"
-        if kind in ("conv2d", "maxpool", "avgpool") and len(shape) != 3:
+        if kind == "flip_tta":
+            raise CnnlabError(f"{where}: flip_tta must be the first layer (it wraps the whole network)")
+        if kind in ("conv2d", "maxpool", "avgpool", "whiten") and len(shape) != 3:
             raise CnnlabError(f"{where} needs an image input but gets a flat vector of {shape[0]}")
         new, flops, act = [], 0, None
         if kind == "conv2d":
@@ -100,8 +111,23 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
                     raise CnnlabError(f"{where}: a {k}x{k} 'valid' kernel needs at least {k}x{k} input, gets {h}x{w}")
                 oh, ow = (h - k) // s + 1, (w - k) // s + 1
                 conv = nn.Conv2d(c, f, k, s)
+            bias = layer.get("bias", True)
+            if not isinstance(bias, bool):
+                raise CnnlabError(f"{where}: bias must be true or false")
+            if not bias:
+                conv.bias = None
+                total -= f
             new, shape, flops = new + [conv], (f, oh, ow), 2 * k * k * c * f * oh * ow
             act = _activation(layer)
+        elif kind == "whiten":
+            c, h, w = shape
+            k = _int(layer, "kernel", 2)
+            if h < k or w < k:
+                raise CnnlabError(f"{where}: a {k}x{k} kernel needs at least {k}x{k} input, gets {h}x{w}")
+            f = 2 * c * k * k  # each eigenvector and its negative: a ReLU-free layer loses nothing either way
+            total = _count(total, f * c * k * k + f, where)
+            new, shape = [Whiten(c, f, k)], (f, h - k + 1, w - k + 1)
+            flops = 2 * k * k * c * f * shape[1] * shape[2]
         elif kind in ("maxpool", "avgpool"):
             c, h, w = shape
             p = _int(layer, "size", 2)
@@ -112,7 +138,10 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
             shape = (c, (h - p) // s + 1, (w - p) // s + 1)
         elif kind == "batchnorm":
             bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-            new = [bn(shape[0], eps=1e-3, momentum=0.01)]  # Keras momentum 0.99 == PyTorch 0.01
+            momentum = layer.get("momentum", 0.99)  # Keras' meaning: the weight of the old moving average
+            if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+                raise CnnlabError(f"{where}: momentum must be in [0, 1)")
+            new = [bn(shape[0], eps=1e-3, momentum=1 - momentum)]  # Keras 0.99 == PyTorch 0.01
         elif kind == "dropout":
             rate = layer.get("rate", 0.5)
             if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
@@ -131,16 +160,55 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
             act = _activation(layer, "name")
         if act is not None:
             new.append(act)
-        params = sum(p.numel() for m in new for p in m.parameters())
+        params = sum(p.numel() for m in new for p in m.parameters() if p.requires_grad)
         buffers = sum(b.numel() for m in new for n, b in m.named_buffers() if n != "num_batches_tracked")
+        buffers += sum(p.numel() for m in new for p in m.parameters() if not p.requires_grad)
         infos.append(LayerInfo(f"{kind}_{i + 1}", shape, params, buffers, flops))
         modules += new
     if shape != (num_classes,):
         raise CnnlabError(f"the model's output is {shape} but the data set has {num_classes} classes: "
                           f"end with {{type = \"dense\", units = \"classes\"}}")
-    model = nn.Sequential(*modules)
+    model = (FlipAveraged if tta else nn.Sequential)(*modules)
     _keras_init(model, init)
     return model, infos
+
+
+class FlipAveraged(nn.Sequential):
+    """Test-time augmentation that travels with the model (predict, serve and export included): in eval mode
+    the logits are the mean over the image and its left-right mirror. Training sees single images."""
+
+    def forward(self, x):
+        logits = super().forward(x)
+        if self.training:
+            return logits
+        return (logits + super().forward(x.flip(-1))) / 2
+
+
+class Whiten(nn.Conv2d):
+    """A frozen kxk conv whose filters are the eigenvectors of the training patches' covariance, scaled by
+    1/sqrt(eigenvalue), with their negatives (the fast CIFAR-10 trainers' first layer). The first layer then
+    sees decorrelated, unit-variance inputs, which lets a short schedule use a high learning rate. The weights
+    are set once by `fit_whitening` from training images and saved like any other; only the bias trains."""
+
+    def __init__(self, channels, filters, kernel):
+        super().__init__(channels, filters, kernel)
+        self.weight.requires_grad_(False)
+
+
+@torch.no_grad()
+def fit_whitening(model: nn.Module, images: torch.Tensor, eps: float = 5e-4):
+    """Set every Whiten layer from up to 5,000 training images (uint8 N x C x H x W), scaled as the model sees them."""
+    for m in model.modules():
+        if isinstance(m, Whiten):
+            x = images[:5000].float() / 255
+            k = m.kernel_size[0]
+            patches = x.unfold(2, k, 1).unfold(3, k, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, m.in_channels * k * k)
+            patches = patches - patches.mean(0)
+            eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+            filters = eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]
+            weight = torch.cat([filters, -filters]).reshape(m.weight.shape)
+            m.weight.copy_(weight.contiguous(memory_format=torch.channels_last) if
+                           m.weight.is_contiguous(memory_format=torch.channels_last) else weight)
 
 
 def from_state(state: dict, input_shape: tuple, num_classes: int, where) -> nn.Sequential:
@@ -161,12 +229,15 @@ def uses_conv(model: nn.Module) -> bool:
 
 def _keras_init(model: nn.Module, init: str):
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, Whiten):
+            nn.init.zeros_(m.bias)  # the weights come from the data (fit_whitening)
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
             if init == "he_uniform":  # limit sqrt(6 / fan_in): keeps ReLU activations' variance layer to layer
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
             else:  # glorot_uniform, Keras' default: limit sqrt(6 / (fan_in + fan_out))
                 nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def summary(infos, input_shape) -> str:

@@ -108,8 +108,16 @@ def hyperparameters(cfg, classes: int, params, flops) -> list:
             ("Validation", "the test set (optimistic)" if cfg.validate_on == "test"
              else f"{cfg.val_split:.0%} stratified hold-out of the training set" if cfg.val_split else "none"),
             ("Epochs", str(cfg.epochs)), ("Batch size", str(cfg.batch_size)), ("Optimizer", opt),
-            ("Learning rate", f"{o.lr:g}" + (f", decay {o.decay:g} per step" if o.decay else ""))]
+            ("Learning rate", f"{o.lr:g}" + (f", decay {o.decay:g} per step" if o.decay else "")
+             + (f", one-cycle: {cfg.warmup_epochs:g} epochs of warm-up, then linear to 0"
+                if cfg.lr_schedule == "onecycle" else ""))]
     rows += [("Weight decay", f"{o.weight_decay:g}")] if o.weight_decay else []
+    rows += [("Label smoothing", f"{cfg.label_smoothing:g}")] if cfg.label_smoothing else []
+    a = cfg.augment
+    if a.flip or a.translate:
+        rows.append(("Augmentation", ", ".join(["left-right flips"] * a.flip + [f"shifts up to {a.translate} px"]
+                                               * bool(a.translate))))
+    rows += [("Precision", cfg.precision)] if cfg.precision != "auto" else []
     rows.append(("Early stopping", f"on {es.monitor}, patience {es.patience}, min_delta {es.min_delta:g}"
                  + (", best weights restored" if es.restore_best_weights else "") if es.enabled else "off"))
     rows.append(("Reduce LR on plateau", f"on {rl.monitor}, factor {rl.factor:g}, patience {rl.patience}"

@@ -127,6 +127,7 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
         say(f"warning: validating on the {OPTIMISTIC}")
     torch.manual_seed(cfg.seed)
     model, _ = models.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
+    models.fit_whitening(model, train.x)  # a no-op without a whiten layer; a resume then loads the saved one
     about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name}
     recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say,
                                  enabled=distributed.is_main())

@@ -53,6 +53,26 @@ def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def augment(x: torch.Tensor, flip: bool, translate: int) -> torch.Tensor:
+    """Random left-right flips and shifts of a uint8 batch, drawn from torch's generator (seeded per epoch, saved
+    in resume points). Shifts pad by reflection and crop; images sharing a shift are cropped together, so a
+    batch costs at most (2 * translate + 1)^2 slicing ops, not one per image."""
+    if flip:
+        mirrored = torch.rand(len(x)) < 0.5
+        x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+    if translate:
+        t, (h, w) = translate, x.shape[-2:]
+        padded = F.pad(x.float(), (t, t, t, t), mode="reflect").to(torch.uint8)
+        shifts = torch.randint(0, 2 * t + 1, (2, len(x)))
+        out = torch.empty_like(x)
+        for code in (shifts[0] * (2 * t + 1) + shifts[1]).unique().tolist():
+            dy, dx = divmod(code, 2 * t + 1)
+            same = ((shifts[0] == dy) & (shifts[1] == dx)).nonzero().squeeze(1)
+            out[same] = padded[same, :, dy:dy + h, dx:dx + w]
+        x = out
+    return x
+
+
 def batch_starts(n: int, batch_size: int) -> list:
     """Where each batch begins. A last batch of one sample joins the one before: BatchNorm cannot train on a
     single sample (Keras would crash on it too, with a less helpful message)."""
@@ -82,6 +102,7 @@ class Trainer:
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
         self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
+        self.steps_per_epoch = len(batch_starts(len(train), cfg.batch_size))
         self.saved_at = time.monotonic()
         self.stop_training, self.restored_epoch = False, None
         for cb in callbacks:
@@ -92,7 +113,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_begin()
         starts = batch_starts(len(data), cfg.batch_size)
-        steps = len(starts)
+        steps = self.steps_per_epoch = len(starts)
         while self.epoch < cfg.epochs and not self.stop_training:
             self.model.train()
             start = time.perf_counter()
@@ -105,15 +126,19 @@ class Trainer:
             for i in range(self.batch, steps):
                 batch = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
                 idx = distributed.shard(batch)
-                x, y = to_input(data.x[idx], self.channels_last), data.y[idx]
+                x, y = data.x[idx], data.y[idx]
+                if cfg.augment.flip or cfg.augment.translate:
+                    x = augment(x, cfg.augment.flip, cfg.augment.translate)
+                x = to_input(x, self.channels_last)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.current_lr()
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                     logits = self.net(x).float()  # the loss is always computed in fp32
+                smooth = cfg.label_smoothing
                 if self.world > 1:  # sum over this slice / global batch, x world (DDP averages): the global mean
-                    loss = F.cross_entropy(logits, y, reduction="sum") * (self.world / len(batch))
+                    loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=smooth) * (self.world / len(batch))
                 else:
-                    loss = F.cross_entropy(logits, y)
+                    loss = F.cross_entropy(logits, y, label_smoothing=smooth)
                 if not torch.isfinite(loss):
                     raise CnnlabError(f"loss became {loss.item()} at epoch {self.epoch + 1}, step {i + 1}; "
                                       f"the last good checkpoint is kept (try a lower optimizer.lr)")
@@ -131,7 +156,7 @@ class Trainer:
             distributed.all_sum(self.loss_sum, self.correct)  # the epoch's metrics over every rank's slices
             logs = {"loss": self.loss_sum.item() / len(data), "accuracy": self.correct.item() / len(data)}
             if self.val_data is not None and len(self.val_data):
-                val = self.evaluate(self.val_data)
+                val = self.evaluate(self.val_data, fast=True)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             logs.update(lr=self.current_lr(), seconds=round(time.perf_counter() - start, 3))
             self.history.append(logs)
@@ -153,18 +178,26 @@ class Trainer:
         self.saved_at = time.monotonic()
 
     def current_lr(self) -> float:
-        return self.lr / (1 + self.cfg.optimizer.decay * self.step)
+        lr = self.lr / (1 + self.cfg.optimizer.decay * self.step)
+        if self.cfg.lr_schedule == "onecycle":
+            total = self.cfg.epochs * self.steps_per_epoch
+            warmup = self.cfg.warmup_epochs * self.steps_per_epoch
+            lr *= (self.step + 1) / warmup if self.step < warmup else max(total - self.step, 0) / (total - warmup)
+        return lr
 
     @torch.inference_mode()
-    def evaluate(self, data: Split, num_classes: int | None = None) -> dict:
-        """Loss and accuracy over `data`; with several ranks each scores every world_size-th chunk, then sums."""
+    def evaluate(self, data: Split, num_classes: int | None = None, fast: bool = False) -> dict:
+        """Loss and accuracy over `data`; with several ranks each scores every world_size-th chunk, then sums.
+        fast: in the training precision, as Keras validates under its mixed-precision policy (the epochs'
+        validation). Otherwise fp32, the reference that predict, serve and export reproduce (test scores)."""
         self.model.eval()
         sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
         per_class_total = torch.zeros(num_classes or 1, dtype=torch.int64)
         per_class_right = torch.zeros(num_classes or 1, dtype=torch.int64)
         for i in range(self.rank * EVAL_BATCH, len(data), self.world * EVAL_BATCH):
             x, y = to_input(data.x[i:i + EVAL_BATCH], self.channels_last), data.y[i:i + EVAL_BATCH]
-            logits = self.model(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast and self.bf16):
+                logits = self.model(x).float()
             hit = logits.argmax(1) == y
             sums += torch.tensor([F.cross_entropy(logits, y, reduction="sum").item(), hit.sum().item()],
                                  dtype=torch.float64)

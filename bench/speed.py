@@ -1,0 +1,118 @@
+"""Training speed, cnnlab against Keras 3 on TensorFlow, in one run on this machine.
+
+For each of the lab's four presets at its own batch size: training images per second of cnnlab's real
+training loop (Trainer.fit, fp32 and the default precision) and of Keras (bench/keras_peer.py: model.fit as
+the lab wrote it, and tf.data, XLA and mixed bf16 variants), on synthetic in-memory data; then the ratio of
+cnnlab to the best Keras figure, and the GFLOP/s each reaches against this machine's measured matrix-multiply
+peak in the precision it uses. Each framework runs in its own process, one after the other.
+
+    python bench/speed.py                       # Keras from this Python (pip install -e '.[bench]')
+    python bench/speed.py --keras-python /path/to/venv/bin/python --steps 100
+    python bench/speed.py --no-keras --presets mlp --steps 5     # cnnlab only, tiny
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from cnnlab import models, presets
+from cnnlab.datasets import Split
+from cnnlab.train import Trainer, uses_bf16
+
+HERE = Path(__file__).resolve().parent
+SHAPES = {"mlp": (3, 32, 32), "mlp-deep": (3, 32, 32), "mnist-cnn": (1, 28, 28), "cifar-cnn": (3, 32, 32)}
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
+    """GFLOP/s of a large square matrix multiply: the most this machine's cores give in `dtype`."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        done += 1
+    return 2 * n ** 3 * done / (time.perf_counter() - start) / 1e9
+
+
+def cnnlab_speed(name: str, precision: str, steps: int) -> tuple:
+    """(images/s, forward+backward GFLOP per image) of the second of two epochs of `steps` batches."""
+    cfg = presets.preset(name)
+    cfg.epochs, cfg.precision, cfg.autosave_seconds = 2, precision, 0
+    cfg.early_stopping.enabled = False
+    n, shape = cfg.batch_size * steps, SHAPES[name]
+    g = torch.Generator().manual_seed(0)
+    data = Split(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
+                 torch.randint(0, 10, (n,), generator=g))
+    torch.manual_seed(0)
+    model, infos = models.build(cfg.layers, shape, 10, cfg.init)
+    with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as quiet:
+        stdout, sys.stdout = sys.stdout, quiet  # the progress lines
+        try:
+            history = Trainer(model, cfg, data, None, [], Path(run_dir)).fit()
+        finally:
+            sys.stdout = stdout
+    return n / history[1]["seconds"], 3 * sum(i.flops for i in infos) / 1e9  # backward ~ 2x forward
+
+
+def keras_speeds(python: str, names: list, steps: int) -> dict:
+    """{preset: {variant: images/s}} from bench/keras_peer.py in its own process."""
+    out = subprocess.run([python, str(HERE / "keras_peer.py"), *names, "--steps", str(steps)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench: the Keras peer failed (is TensorFlow installed? pip install -e '.[bench]'):\n"
+                 f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+    speeds = {}
+    for line in out.stdout.splitlines():
+        row = json.loads(line)
+        if "images_per_s" in row:
+            speeds.setdefault(row["preset"], {})[row["variant"]] = row["images_per_s"]
+    return speeds
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="mlp,mlp-deep,mnist-cnn,cifar-cnn")
+    ap.add_argument("--steps", type=int, default=100, help="batches per timed epoch")
+    ap.add_argument("--keras-python", default=sys.executable, help="a Python with tensorflow and keras")
+    ap.add_argument("--no-keras", action="store_true")
+    args = ap.parse_args()
+    names = args.presets.split(",")
+    unknown = [n for n in names if n not in SHAPES]
+    if unknown:
+        sys.exit(f"bench: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    fast = "bf16" if uses_bf16("auto") else "fp32"
+    peak = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    print(f"machine: {threads} cores, torch {torch.__version__}; matrix-multiply peak "
+          f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16; cnnlab's default precision here: {fast}")
+    ours = {}
+    for name in names:
+        ours[name] = {p: cnnlab_speed(name, p, args.steps) for p in dict.fromkeys(["fp32", fast])}
+        print(f"  cnnlab {name}: " + ", ".join(f"{p} {v[0]:,.0f} img/s" for p, v in ours[name].items()), flush=True)
+    keras = {} if args.no_keras else keras_speeds(args.keras_python, names, args.steps)
+    print(f"\ntraining images/s, batch = the lab's, {args.steps} steps timed, same machine, same run")
+    head = ["preset", "batch", "Keras fit", "Keras best (variant)", "cnnlab fp32", f"cnnlab {fast}",
+            "cnnlab / best Keras", "GFLOP/s", "of peak"]
+    rows = []
+    for name in names:
+        ips, gflop = ours[name][fast]
+        k = keras.get(name, {})
+        best = max(k, key=k.get) if k else None
+        rows.append([name, str(presets.preset(name).batch_size), f"{k['fit']:,.0f}" if "fit" in k else "-",
+                     f"{k[best]:,.0f} ({best})" if best else "-", f"{ours[name]['fp32'][0]:,.0f}", f"{ips:,.0f}",
+                     f"{ips / k[best]:.2f}x" if best else "-", f"{ips * gflop:.0f}", f"{ips * gflop / peak[fast]:.0%}"])
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    for r in [head, ["-" * w for w in widths]] + rows:
+        print(" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+if __name__ == "__main__":
+    main()

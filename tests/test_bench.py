@@ -1,0 +1,67 @@
+"""The benchmark scripts run, at tiny sizes (their figures are measured by hand, never asserted: this machine
+is shared and its timings are noise)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run(*args, data=None, timeout=600):
+    env = {**os.environ, **({"CNNLAB_DATA": str(data)} if data else {})}
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=timeout)
+
+
+def test_speed_bench_prints_the_side_by_side_table():
+    r = run("bench/speed.py", "--presets", "mlp,mnist-cnn", "--steps", 3)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "matrix-multiply peak" in lines[0]
+    header = next(i for i, line in enumerate(lines) if line.startswith("preset"))
+    rows = [line.split("|") for line in lines[header + 2:header + 4]]
+    assert [row[0].strip() for row in rows] == ["mlp", "mnist-cnn"]
+    for row in rows:
+        ours, best_keras = float(row[5].replace(",", "")), float(row[3].split("(")[0].replace(",", ""))
+        assert ours > 0 and best_keras > 0
+        assert row[6].strip() == f"{ours / best_keras:.2f}x"  # the ratio is of the two printed figures
+        assert row[8].strip().endswith("%")
+
+
+def test_keras_peer_builds_the_presets_with_cnnlab_parameter_counts():
+    """The peer trains the same networks: Keras' parameter count equals cnnlab's summary for each preset."""
+    code = ("import sys; sys.path.insert(0, 'bench'); import keras_peer as k; "
+            "print({n: k.build(n)[0].count_params() for n in k.SHAPES})")
+    r = run("-c", code)
+    assert r.returncode == 0, r.stderr
+    keras_counts = eval(r.stdout.strip().splitlines()[-1])
+    from cnnlab import models, presets
+    for name, count in keras_counts.items():
+        cfg = presets.preset(name)
+        _, infos = models.build(cfg.layers, (1, 28, 28) if name == "mnist-cnn" else (3, 32, 32), 10, cfg.init)
+        assert count == sum(i.params + i.buffers for i in infos), name
+    r = run("bench/keras_peer.py", "mlp", "--steps", 2, "--variants", "fit,bf16")
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.returncode == 0 and [row["variant"] for row in rows] == ["fit", "bf16"]
+    assert all(row["images_per_s"] > 0 for row in rows)
+
+
+def test_speed_bench_refuses_an_unknown_preset_in_one_line():
+    r = run("bench/speed.py", "--presets", "resnet50", "--no-keras")
+    assert r.returncode == 1 and r.stderr.strip() == ("bench: unknown preset(s) resnet50; choose from mlp, "
+                                                      "mlp-deep, mnist-cnn, cifar-cnn")
+
+
+def test_time_to_accuracy_reports_the_epoch_that_reached_the_target(real_data, tmp_path):
+    r = run("bench/time_to_accuracy.py", "mnist-cnn", "--target", 0.5, "--out", tmp_path,
+            "--set", "train_subset=1000", "--set", "test_subset=300", "--set", "epochs=3", data=real_data)
+    assert r.returncode == 0, r.stderr
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert curve["reached"]["epoch"] == len(curve["curve"])  # it stopped at the first epoch over the target
+    assert curve["reached"]["test_accuracy"] >= 0.5 and (tmp_path / "curve.png").stat().st_size > 1000
+    assert f"reached 0.5 at {curve['reached']['wall_s']:.1f} s wall" in r.stdout
+    r = run("bench/time_to_accuracy.py", "mnist-cnn", "--target", 1.01, "--out", tmp_path / "never",
+            "--set", "train_subset=500", "--set", "test_subset=100", "--set", "epochs=1", data=real_data)
+    assert r.returncode == 0 and "did not reach 1.01" in r.stdout
