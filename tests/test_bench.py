@@ -24,10 +24,10 @@ def test_speed_bench_prints_the_side_by_side_table():
     rows = [line.split("|") for line in lines[header + 2:header + 4]]
     assert [row[0].strip() for row in rows] == ["mlp", "mnist-cnn"]
     for row in rows:
-        ours, best_keras = float(row[5].replace(",", "")), float(row[3].split("(")[0].replace(",", ""))
+        ours, best_keras = (float(row[i].split("(")[0].replace(",", "")) for i in (6, 3))
         assert ours > 0 and best_keras > 0
-        assert row[6].strip() == f"{ours / best_keras:.2f}x"  # the ratio is of the two printed figures
-        assert row[8].strip().endswith("%")
+        assert row[7].strip() == f"{ours / best_keras:.2f}x"  # the ratio is of the two printed figures
+        assert row[9].strip().endswith("%")
 
 
 def test_keras_peer_builds_the_presets_with_cnnlab_parameter_counts():
