@@ -30,18 +30,18 @@ def build(name: str) -> keras.Model:
     """The same layers, sizes, initialisers and optimizers as cnnlab's presets (cnnlab/presets.py)."""
     he = "he_uniform"
     if name == "mlp":
-        body = [L.Flatten(), L.Dense(1024, activation="relu"), L.Dense(10)]
+        body = [L.Flatten(), L.Dense(1024, activation="relu")]
         opt = keras.optimizers.SGD(0.01, momentum=0.9)
     elif name == "mlp-deep":
         body = [L.Flatten(), L.Dense(1024, activation="relu"), L.Dense(512, activation="relu"),
-                L.Dense(256, activation="relu"), L.Dense(10)]
+                L.Dense(256, activation="relu")]
         opt = keras.optimizers.Adam(1e-3)
     elif name == "mnist-cnn":
         body = [L.Conv2D(32, 5, padding="same", activation="relu", kernel_initializer=he), L.MaxPooling2D(),
                 L.Conv2D(64, 5, activation="relu", kernel_initializer=he),
                 L.Conv2D(128, 5, activation="relu", kernel_initializer=he),
                 L.Conv2D(64, 5, activation="relu", kernel_initializer=he), L.MaxPooling2D(), L.Flatten(),
-                L.Dense(1024, activation="relu", kernel_initializer=he), L.Dropout(0.1), L.Dense(10)]
+                L.Dense(1024, activation="relu", kernel_initializer=he), L.Dropout(0.1)]
         opt = keras.optimizers.SGD(0.01, momentum=0.7)
     else:
         body = []
@@ -51,11 +51,10 @@ def build(name: str) -> keras.Model:
                          L.BatchNormalization()]
             body += [L.MaxPooling2D(), L.Dropout(rate)]
         body += [L.Flatten(), L.Dense(128, activation="relu", kernel_initializer=he), L.BatchNormalization(),
-                 L.Dropout(0.5), L.Dense(10)]
+                 L.Dropout(0.5)]
         opt = keras.optimizers.Adam(1e-3)
     # The logits layer stays float32 under mixed precision, as Keras' guide asks.
-    body[-1] = L.Dense(10, dtype="float32")
-    model = keras.Sequential([keras.Input(SHAPES[name]), L.Rescaling(1 / 255)] + body)
+    model = keras.Sequential([keras.Input(SHAPES[name]), L.Rescaling(1 / 255), *body, L.Dense(10, dtype="float32")])
     return model, opt
 
 

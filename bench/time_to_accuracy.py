@@ -69,8 +69,7 @@ def main():
         if args.data:
             cfg.data = args.data
         for item in args.set:
-            key, _, value = item.partition("=")
-            config.set_value(cfg, key, json.loads(value) if value[:1].isdigit() else value)
+            config.set_value(cfg, *config.parse_set(item))
         out = args.out or Path(tempfile.mkdtemp(prefix="cnnlab-tta-"))
         stop = StopAtTarget(start, args.target, stop=not args.all_epochs)
         result = train_run(cfg, out / args.preset, fresh=True, say=lambda *a: None, extra_callbacks=[stop])

@@ -93,7 +93,10 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
         if kind == "conv2d":
             c, h, w = shape
             f, k, s = _int(layer, "filters"), _int(layer, "kernel"), _int(layer, "stride", 1)
-            total = _count(total, k * k * c * f + f, where)
+            bias = layer.get("bias", True)
+            if not isinstance(bias, bool):
+                raise CnnlabError(f"{where}: bias must be true or false")
+            total = _count(total, k * k * c * f + f * bias, where)
             pad = layer.get("padding", "valid")
             if pad not in ("same", "valid"):
                 raise CnnlabError(f"{where}: padding must be 'same' or 'valid'")
@@ -103,20 +106,14 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
                 ph, pw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
                 if ph % 2 or pw % 2:
                     new.append(nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
-                    conv = nn.Conv2d(c, f, k, s)
+                    conv = nn.Conv2d(c, f, k, s, bias=bias)
                 else:
-                    conv = nn.Conv2d(c, f, k, s, padding=(ph // 2, pw // 2))
+                    conv = nn.Conv2d(c, f, k, s, padding=(ph // 2, pw // 2), bias=bias)
             else:
                 if h < k or w < k:
                     raise CnnlabError(f"{where}: a {k}x{k} 'valid' kernel needs at least {k}x{k} input, gets {h}x{w}")
                 oh, ow = (h - k) // s + 1, (w - k) // s + 1
-                conv = nn.Conv2d(c, f, k, s)
-            bias = layer.get("bias", True)
-            if not isinstance(bias, bool):
-                raise CnnlabError(f"{where}: bias must be true or false")
-            if not bias:
-                conv.bias = None
-                total -= f
+                conv = nn.Conv2d(c, f, k, s, bias=bias)
             new, shape, flops = new + [conv], (f, oh, ow), 2 * k * k * c * f * oh * ow
             act = _activation(layer)
         elif kind == "whiten":
@@ -207,8 +204,7 @@ def fit_whitening(model: nn.Module, images: torch.Tensor, eps: float = 5e-4):
             eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
             filters = eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]
             weight = torch.cat([filters, -filters]).reshape(m.weight.shape)
-            m.weight.copy_(weight.contiguous(memory_format=torch.channels_last) if
-                           m.weight.is_contiguous(memory_format=torch.channels_last) else weight)
+            m.weight.copy_(weight)  # copy_ keeps the layer's own memory layout (channels_last or not)
 
 
 def from_state(state: dict, input_shape: tuple, num_classes: int, where) -> nn.Sequential:

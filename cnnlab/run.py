@@ -208,7 +208,8 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
                     else f"last epoch {trainer.epoch}"),
         "validation": OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
         "final": trainer.history[-1] if trainer.history else {}, "test": test,
-        "threads": threads, "processes": distributed.world_size(), "precision": "bf16" if trainer.bf16 else "fp32", "seconds_this_session": round(seconds, 2),
+        "threads": threads, "processes": distributed.world_size(), "precision": "bf16" if trainer.bf16 else "fp32",
+        "seconds_this_session": round(seconds, 2),
     }
     if not distributed.is_main():
         return result

@@ -113,7 +113,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_begin()
         starts = batch_starts(len(data), cfg.batch_size)
-        steps = self.steps_per_epoch = len(starts)
+        steps = len(starts)
         while self.epoch < cfg.epochs and not self.stop_training:
             self.model.train()
             start = time.perf_counter()
