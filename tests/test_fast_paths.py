@@ -70,6 +70,31 @@ def test_bf16_and_channels_last_compute_the_fp32_function(name):
     assert (low.argmax(1) == reference.argmax(1)).float().mean() >= 0.9
 
 
+def test_pooling_before_relu_is_the_same_function_and_gradient():
+    """mnist-cnn is built with max-pool before ReLU (cheaper); the layers in the order written give the same
+    logits and the same weight gradients, including where a whole pooling window is negative."""
+    cfg = presets.preset("mnist-cnn")
+    torch.manual_seed(0)
+    model, _ = models.build(cfg.layers, (1, 28, 28), 10, cfg.init)
+    model.eval()
+    kinds = [type(m).__name__ for m in model]
+    assert kinds[:3] == ["Conv2d", "MaxPool2d", "ReLU"]  # the reordering happened
+    literal = [m for m in model]
+    for j in range(len(literal) - 1):  # back to the order the spec writes: conv, ReLU, pool
+        if isinstance(literal[j], torch.nn.MaxPool2d) and isinstance(literal[j + 1], torch.nn.ReLU):
+            literal[j], literal[j + 1] = literal[j + 1], literal[j]
+    assert [type(m).__name__ for m in literal][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    x, y = batch((1, 28, 28), n=32)
+    grads = []
+    for net in (model, torch.nn.Sequential(*literal)):
+        model.zero_grad()
+        logits = net(to_input(x, False))
+        F.cross_entropy(logits, y).backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
+
+
 def test_bf16_training_follows_fp32_training(real_data):
     """One epoch of a small CNN on 2,000 real MNIST images in each precision, same seed: the losses agree."""
     from cnnlab import datasets
