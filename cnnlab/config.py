@@ -26,6 +26,10 @@ class OptimizerConfig:
     beta2: float = 0.999
     rho: float = 0.9  # rmsprop
     epsilon: float = 1e-7  # Keras' default, not PyTorch's 1e-8
+    # Keras' use_ema: keep a moving average of the weights, ema = m * ema + (1 - m) * weights after every step.
+    # The average is the model: validation scores it, checkpoints save it, the run ends with it.
+    use_ema: bool = False
+    ema_momentum: float = 0.99
 
 
 @dataclass
@@ -195,6 +199,8 @@ def validate(cfg: Config):
     for key in ("beta1", "beta2", "rho"):
         if not getattr(o, key) < 1:
             raise CnnlabError(f"optimizer.{key} must be below 1, got {getattr(o, key)}")
+    if not o.ema_momentum < 1:
+        raise CnnlabError(f"optimizer.ema_momentum must be below 1, got {o.ema_momentum}")
     if o.name == "sgd" and o.nesterov and o.momentum == 0:
         raise CnnlabError("optimizer.nesterov needs optimizer.momentum > 0")
     if cfg.reduce_lr.enabled and not cfg.reduce_lr.factor < 1:

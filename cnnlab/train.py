@@ -7,6 +7,7 @@ Reproducibility comes from deriving every epoch's shuffle and dropout randomness
 resumed run draws exactly the numbers an uninterrupted one would have.
 """
 
+import copy
 import time
 from pathlib import Path
 
@@ -100,6 +101,9 @@ class Trainer:
         # Several ranks: DDP averages the gradients of the ranks' slices of each global batch.
         self.net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
+        # use_ema: `averaged` follows the weights as their moving average (BatchNorm's statistics too, so they
+        # match the averaged weights). It is what validation scores and checkpoints save; fit ends with it.
+        self.averaged = copy.deepcopy(model) if cfg.optimizer.use_ema else None
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
         self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
         self.steps_per_epoch = len(batch_starts(len(train), cfg.batch_size))
@@ -145,6 +149,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                if self.averaged is not None:
+                    self.update_average()
                 self.step, self.batch = self.step + 1, i + 1
                 self.loss_sum += loss.detach() * len(y) if self.world == 1 else F.cross_entropy(
                     logits.detach(), y, reduction="sum")
@@ -156,7 +162,7 @@ class Trainer:
             distributed.all_sum(self.loss_sum, self.correct)  # the epoch's metrics over every rank's slices
             logs = {"loss": self.loss_sum.item() / len(data), "accuracy": self.correct.item() / len(data)}
             if self.val_data is not None and len(self.val_data):
-                val = self.evaluate(self.val_data, fast=True)
+                val = self.evaluate(self.val_data, fast=True, model=self.scored_model)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             logs.update(lr=self.current_lr(), seconds=round(time.perf_counter() - start, 3))
             self.history.append(logs)
@@ -167,9 +173,26 @@ class Trainer:
             self.saved_epoch = self.epoch
             if progress:
                 progress.done(logs)  # printed once saved: an epoch on screen is an epoch that survives Ctrl-C
+        if self.averaged is not None:  # as Keras' fit ends with finalize_variable_values
+            self.model.load_state_dict(self.averaged.state_dict())
         for cb in self.callbacks:
             cb.on_train_end()
         return self.history
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The model that validation scores and checkpoints save: the weights' moving average with use_ema."""
+        return self.model if self.averaged is None else self.averaged
+
+    @torch.no_grad()
+    def update_average(self):
+        weight = 1 - self.cfg.optimizer.ema_momentum
+        live = self.model.state_dict()
+        for key, average in self.averaged.state_dict().items():
+            if average.is_floating_point():
+                average.lerp_(live[key], weight)
+            else:  # BatchNorm's batch counter
+                average.copy_(live[key])
 
     def save_state(self):
         if self.rank != 0:  # one writer; the other ranks hold the same weights
@@ -186,18 +209,19 @@ class Trainer:
         return lr
 
     @torch.inference_mode()
-    def evaluate(self, data: Split, num_classes: int | None = None, fast: bool = False) -> dict:
+    def evaluate(self, data: Split, num_classes: int | None = None, fast: bool = False, model=None) -> dict:
         """Loss and accuracy over `data`; with several ranks each scores every world_size-th chunk, then sums.
         fast: in the training precision, as Keras validates under its mixed-precision policy (the epochs'
         validation). Otherwise fp32, the reference that predict, serve and export reproduce (test scores)."""
-        self.model.eval()
+        model = self.model if model is None else model
+        model.eval()
         sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
         per_class_total = torch.zeros(num_classes or 1, dtype=torch.int64)
         per_class_right = torch.zeros(num_classes or 1, dtype=torch.int64)
         for i in range(self.rank * EVAL_BATCH, len(data), self.world * EVAL_BATCH):
             x, y = to_input(data.x[i:i + EVAL_BATCH], self.channels_last), data.y[i:i + EVAL_BATCH]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast and self.bf16):
-                logits = self.model(x).float()
+                logits = model(x).float()
             hit = logits.argmax(1) == y
             sums += torch.tensor([F.cross_entropy(logits, y, reduction="sum").item(), hit.sum().item()],
                                  dtype=torch.float64)
@@ -215,7 +239,8 @@ class Trainer:
         if self.rank != 0:
             return
         checkpoints.save(self.run_dir / path, {"config": config.to_dict(self.cfg), "about": self.about,
-                                               "epoch": epoch + 1, "logs": logs, "model": self.model.state_dict()})
+                                               "epoch": epoch + 1, "logs": logs,
+                                               "model": self.scored_model.state_dict()})
 
     def state_dict(self) -> dict:
         """Everything a resume needs, mid-epoch included: the epoch's sums so far and the RNG stream."""
@@ -223,12 +248,16 @@ class Trainer:
                 "step": self.step, "lr": self.lr, "history": self.history, "stopped": self.stop_training,
                 "threads": torch.get_num_threads(),  # bit-exact resume needs the same count
                 "epoch_sums": [self.loss_sum.item(), self.correct.item()] if self.batch else [0.0, 0],
-                "rng": torch.get_rng_state(), "model": self.model.state_dict(),
+                "rng": torch.get_rng_state(), "model": self.scored_model.state_dict(),
+                "live_model": self.model.state_dict() if self.averaged is not None else None,
                 "optimizer": self.optimizer.state_dict(),
                 "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks}}
 
     def load_state_dict(self, state: dict):
-        self.model.load_state_dict(state["model"])
+        # "model" is the scored model; with use_ema the trained weights are under "live_model"
+        self.model.load_state_dict(state.get("live_model") or state["model"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         # Checkpoints store tensors contiguous; a fused step walks a momentum buffer in its parameter's memory
         # order, so a channels_last weight needs its buffers back in channels_last (else the resume goes wrong).

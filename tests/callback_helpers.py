@@ -6,11 +6,15 @@ import torch
 
 
 class FakeTrainer(SimpleNamespace):
-    """Just the surface callbacks use: a model, a learning rate, a stop flag, a save hook."""
+    """Just the surface callbacks use: a model (and the scored one), a learning rate, a stop flag, a save hook."""
 
     def __init__(self):
         super().__init__(model=torch.nn.Linear(1, 1, bias=False), lr=0.1, stop_training=False,
                          restored_epoch=None, saves=[])
+
+    @property
+    def scored_model(self):  # the Trainer's moving average with use_ema; these tests train no average
+        return self.model
 
     def save_model(self, path, epoch, logs):
         self.saves.append((epoch, path))

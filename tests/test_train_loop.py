@@ -89,13 +89,15 @@ def test_presets_train_one_step_each(tmp_path, mnist_slice):
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
 
 
-def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch):
-    """Killed at step 5 of epoch 2 with a resume point after every step: the resumed run ends bit-identical."""
-    straight = make_trainer(tmp_path / "a", mnist_slice, name="sgd", lr=0.05, momentum=0.9)
+@pytest.mark.parametrize("ema", [{}, {"use_ema": True, "ema_momentum": 0.9}], ids=["plain", "ema"])
+def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch, ema):
+    """Killed at step 5 of epoch 2 with a resume point after every step: the resumed run ends bit-identical
+    (with use_ema, the moving average too: it is saved in the resume point)."""
+    straight = make_trainer(tmp_path / "a", mnist_slice, name="sgd", lr=0.05, momentum=0.9, **ema)
     straight.cfg.epochs = 3
     straight.fit()
 
-    killed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9)
+    killed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9, **ema)
     killed.cfg.epochs, killed.cfg.autosave_seconds = 3, 1e-9
     real_update = Progress.update
 
@@ -108,7 +110,7 @@ def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch):
         killed.fit()
     monkeypatch.undo()
     torch.manual_seed(12345)  # a new process would start from some other RNG state
-    resumed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9)
+    resumed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9, **ema)
     resumed.cfg.epochs = 3
     resumed.load_state_dict(checkpoints.load(tmp_path / "b" / "last.pt"))
     assert (resumed.epoch, resumed.batch) == (1, 4)
@@ -117,6 +119,32 @@ def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch):
         assert torch.equal(a, b)
     drop_seconds = lambda hs: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]
     assert drop_seconds(straight.history) == drop_seconds(resumed.history)
+
+
+def test_use_ema_scores_saves_and_ends_with_the_moving_average(tmp_path, mnist_slice):
+    """ema = 0.8 * ema + 0.2 * weights after each of the 8 steps, from the initial weights: the run ends with
+    exactly that average, and its logged validation loss is the average's, not the last weights'."""
+    trainer = make_trainer(tmp_path, mnist_slice, name="sgd", lr=0.05, momentum=0.9, use_ema=True, ema_momentum=0.8)
+    expected = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    live = {}
+    real_step = trainer.optimizer.step
+
+    def step_and_record():  # observes the weights after each real step
+        real_step()
+        live.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        for k, v in expected.items():
+            v.copy_(0.8 * v + 0.2 * live[k] if v.is_floating_point() else live[k])
+    trainer.optimizer.step = step_and_record
+    history = trainer.fit()
+    final = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert all(torch.allclose(final[k].float(), expected[k].float(), atol=1e-6) for k in final)
+    assert not torch.allclose(final["5.weight"], live["5.weight"], atol=1e-4)  # the average is not the last weights
+    assert trainer.evaluate(mnist_slice[1], fast=True)["loss"] == pytest.approx(history[-1]["val_loss"], abs=1e-9)
+    trainer.model.load_state_dict(live)
+    assert trainer.evaluate(mnist_slice[1], fast=True)["loss"] != pytest.approx(history[-1]["val_loss"], abs=1e-6)
+    saved = checkpoints.load(tmp_path / "last.pt")  # the resume point keeps both
+    assert torch.equal(saved["model"]["5.weight"], final["5.weight"].contiguous())
+    assert torch.equal(saved["live_model"]["5.weight"], live["5.weight"].contiguous())
 
 
 def test_a_last_batch_of_one_joins_the_previous_one(tmp_path, mnist_slice):

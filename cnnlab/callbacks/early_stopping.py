@@ -58,7 +58,7 @@ class EarlyStopping(Callback):
             self.trainer.restored_epoch = self.best_epoch
 
     def _weights(self):
-        return copy.deepcopy(self.trainer.model.state_dict())
+        return copy.deepcopy(self.trainer.scored_model.state_dict())  # the moving average with use_ema
 
     def state_dict(self):
         return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
