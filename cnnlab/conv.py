@@ -20,17 +20,22 @@ SMALL_MAP = 9  # output positions (3x3) at or below which the GEMM path won in e
 
 class Conv2d(nn.Conv2d):
     def forward(self, x):
-        oh = x.shape[-2] + 2 * self.padding[0] - self.kernel_size[0] + 1
-        ow = x.shape[-1] + 2 * self.padding[1] - self.kernel_size[1] + 1
-        plain = (self.stride, self.dilation, self.groups) == ((1, 1), (1, 1), 1) and not isinstance(self.padding, str)
-        if not (self.training and plain and oh * ow <= SMALL_MAP and self.weight.requires_grad
-                and torch.is_grad_enabled()):
+        if not (self.training and torch.is_grad_enabled() and self.weight.requires_grad and self._small_map(x)):
             return super().forward(x)
         # The cast autocast would do, done here so the function below sees the dtypes it computes in.
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.weight.dtype
         bias = None if self.bias is None else self.bias.to(dtype)
         with torch.autocast("cpu", enabled=False):
             return _SmallMapConv.apply(x.to(dtype), self.weight.to(dtype), bias, self.padding)
+
+    def _small_map(self, x) -> bool:
+        """Stride 1, zero padding given in pixels, a batch of images, and an output of SMALL_MAP positions or fewer."""
+        if (self.stride, self.dilation, self.groups, self.padding_mode) != ((1, 1), (1, 1), 1, "zeros") \
+                or isinstance(self.padding, str) or x.dim() != 4:
+            return False
+        oh = x.shape[2] + 2 * self.padding[0] - self.kernel_size[0] + 1
+        ow = x.shape[3] + 2 * self.padding[1] - self.kernel_size[1] + 1
+        return oh * ow <= SMALL_MAP
 
 
 def _patches(x: torch.Tensor, kernel: tuple, padding: tuple) -> torch.Tensor:

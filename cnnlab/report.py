@@ -112,6 +112,8 @@ def hyperparameters(cfg, classes: int, params, flops) -> list:
              + (f", one-cycle: {cfg.warmup_epochs:g} epochs of warm-up, then linear to 0"
                 if cfg.lr_schedule == "onecycle" else ""))]
     rows += [("Weight decay", f"{o.weight_decay:g}")] if o.weight_decay else []
+    rows += [("Weight averaging", f"moving average, momentum {o.ema_momentum:g} per step (the model is the "
+              f"average)")] if o.use_ema else []
     rows += [("Label smoothing", f"{cfg.label_smoothing:g}")] if cfg.label_smoothing else []
     a = cfg.augment
     if a.flip or a.translate:

@@ -105,3 +105,16 @@ def test_html_follows_markdown_line_by_line(tmp_path):
     assert "<h2>Why?</h2>\n<p>Because <b>3072</b> = 32 x 32 x 3.</p>\n<ul><li>one</li><li>two &lt;b&gt;</li></ul>" in page
     assert '<tr><td>x</td><td class="n">1.5</td><td class="n">2</td></tr></table>' in page
     assert "[missing image: nowhere.png]" in page and "<img" not in page
+
+
+def test_recipe_rows_name_each_training_choice():
+    from cnnlab import presets
+    cfg = presets.preset("cifar-fast")
+    cfg.optimizer.use_ema, cfg.optimizer.ema_momentum = True, 0.98
+    rows = dict(report.hyperparameters(cfg, 10, 1, 1))
+    assert rows["Weight averaging"].startswith("moving average, momentum 0.98 per step")
+    assert rows["Label smoothing"] == "0.2"
+    assert "one-cycle: 3.5 epochs of warm-up" in rows["Learning rate"]
+    assert rows["Augmentation"] == "left-right flips, shifts up to 2 px"
+    plain = dict(report.hyperparameters(presets.preset("mnist-cnn"), 10, 1, 1))
+    assert "Weight averaging" not in plain and "Label smoothing" not in plain
