@@ -61,6 +61,7 @@ def test_infinite_values_refused():
     ("checkpoint.filepath", ".lock", "hidden file"),
     ("checkpoint.monitor", "val_acc", "'val_acc' is not a logged metric"),
     ("optimizer.beta1", 1.5, "beta1 must be below 1"),
+    ("optimizer.ema_momentum", 1.0, "ema_momentum must be below 1"),
     ("seed", 2**40, "below 2\\*\\*32"),
     ("dataset", "imagenet", "unknown dataset"),
 ])
@@ -89,3 +90,13 @@ def test_toml_strings_with_control_characters_roundtrip():
     cfg = presets.preset("mlp")
     cfg.data = 'odd\nname "quoted" \\ tab\t'
     assert tomllib.loads(config.to_toml(cfg))["data"] == cfg.data
+
+
+def test_the_readme_toml_example_is_a_valid_config():
+    """The README's example file, overlaid on its preset as `cnnlab train FILE.toml` does: every key exists."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    d = tomllib.loads(readme.split("```toml\n", 1)[1].split("```", 1)[0])
+    cfg = config.from_dict({k: v for k, v in d.items() if k != "preset"}, presets.preset(d["preset"]))
+    assert cfg.optimizer.use_ema is True and cfg.optimizer.ema_momentum == 0.99
+    assert cfg.early_stopping.min_delta == 0.001 and cfg.reduce_lr.enabled
