@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from cnnlab import models, presets
+from cnnlab import datasets, models, presets
 from cnnlab.datasets import Split
 from cnnlab.train import Trainer, uses_bf16
 
 HERE = Path(__file__).resolve().parent
-SHAPES = {"mlp": (3, 32, 32), "mlp-deep": (3, 32, 32), "mnist-cnn": (1, 28, 28), "cifar-cnn": (3, 32, 32)}
+LAB_PRESETS = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the ones the Keras peer builds too
 
 
 def gemm_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
@@ -46,7 +46,7 @@ def cnnlab_speed(name: str, precision: str, steps: int) -> tuple:
     cfg = presets.preset(name)
     cfg.epochs, cfg.precision, cfg.autosave_seconds = 2, precision, 0
     cfg.early_stopping.enabled = False
-    n, shape = cfg.batch_size * steps, SHAPES[name]
+    n, shape = cfg.batch_size * steps, datasets.BUILTIN[cfg.dataset]["shape"]
     g = torch.Generator().manual_seed(0)
     data = Split(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
                  torch.randint(0, 10, (n,), generator=g))
@@ -78,15 +78,15 @@ def keras_speeds(python: str, names: list, steps: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", default="mlp,mlp-deep,mnist-cnn,cifar-cnn")
+    ap.add_argument("--presets", default=",".join(LAB_PRESETS))
     ap.add_argument("--steps", type=int, default=100, help="batches per timed epoch")
     ap.add_argument("--keras-python", default=sys.executable, help="a Python with tensorflow and keras")
     ap.add_argument("--no-keras", action="store_true")
     args = ap.parse_args()
     names = args.presets.split(",")
-    unknown = [n for n in names if n not in SHAPES]
+    unknown = [n for n in names if n not in LAB_PRESETS]
     if unknown:
-        sys.exit(f"bench: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+        sys.exit(f"bench: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(LAB_PRESETS)}")
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     # Each preset at its own default precision (auto: bf16 on CPUs with native bf16; cifar-cnn pins fp32).

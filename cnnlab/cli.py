@@ -176,10 +176,11 @@ def cmd_lab(args):
 
 def cmd_summary(args):
     cfg, _ = build_config(args)
-    shape, classes = ((3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)), 10
     if cfg.data:  # a user's images: their own size, channels and classes
         ds = datasets.load(data=cfg.data)
         shape, classes = ds.input_shape, len(ds.classes)
+    else:  # a built-in data set: known without loading it
+        shape, classes = datasets.BUILTIN[cfg.dataset]["shape"], 10
     _, infos = models.build(cfg.layers, shape, classes)
     print(f"Model: {cfg.preset} (input {shape[1]}x{shape[2]}x{shape[0]})")
     print(models.summary(infos, shape))

@@ -46,6 +46,7 @@ BUILTIN = {
         },
         "urls": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"],
         "classes": [str(d) for d in range(10)],
+        "shape": (1, 28, 28),
     },
     "fashion-mnist": {
         "files": IDX_FILES,
@@ -56,6 +57,7 @@ BUILTIN = {
             "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         },
         "urls": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "shape": (1, 28, 28),
         "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
     },
@@ -64,6 +66,7 @@ BUILTIN = {
         # The tarball is the published unit: its MD5 is the digest the authors give.
         "md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
         "urls": ["https://www.cs.toronto.edu/~kriz/"],
+        "shape": (3, 32, 32),
     },
 }
 ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10"}

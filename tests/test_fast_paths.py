@@ -5,12 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab import config, models, presets
+from cnnlab import config, datasets, models, presets
 from cnnlab.datasets import Split
 from cnnlab.train import Trainer, augment, make_optimizer, to_input
 
-SHAPES = {"mlp": (3, 32, 32), "mlp-deep": (3, 32, 32), "mnist-cnn": (1, 28, 28), "cifar-cnn": (3, 32, 32),
-          "cifar-fast": (3, 32, 32)}
+SHAPES = {name: datasets.BUILTIN[p["dataset"]]["shape"] for name, p in presets.PRESETS.items()}
 
 
 def batch(shape, n=16, seed=0):
@@ -97,7 +96,6 @@ def test_pooling_before_relu_is_the_same_function_and_gradient():
 
 def test_bf16_training_follows_fp32_training(real_data):
     """One epoch of a small CNN on 2,000 real MNIST images in each precision, same seed: the losses agree."""
-    from cnnlab import datasets
     ds = datasets.load("mnist", data_dir=str(real_data))
     train, test = Split(ds.train.x[:2000], ds.train.y[:2000]), Split(ds.test.x[:500], ds.test.y[:500])
     layers = [{"type": "conv2d", "filters": 16, "kernel": 5, "activation": "relu"}, {"type": "maxpool"},
