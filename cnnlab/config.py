@@ -68,6 +68,9 @@ class ReduceLROnPlateauConfig:
 class AugmentConfig:
     flip: bool = False  # mirror each training image left-right with probability 1/2
     translate: int = 0  # shift each training image by up to this many pixels (reflected border)
+    # Blur each training image with a Gaussian of random width, sigma uniform in [0, blur] pixels: the softening
+    # that resizing gives a user's picture, which the model then learns to ignore.
+    blur: float = 0.0
 
 
 @dataclass
@@ -191,6 +194,8 @@ def validate(cfg: Config):
         raise CnnlabError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if not 0 <= cfg.augment.translate <= 16:
         raise CnnlabError(f"augment.translate must be from 0 to 16 pixels, got {cfg.augment.translate}")
+    if not cfg.augment.blur <= 3:
+        raise CnnlabError(f"augment.blur must be from 0 to 3 pixels, got {cfg.augment.blur}")
     if cfg.lr_schedule == "onecycle" and not 0 <= cfg.warmup_epochs < cfg.epochs:
         raise CnnlabError(f"warmup_epochs must be from 0 to below epochs ({cfg.epochs}), got {cfg.warmup_epochs}")
     if cfg.threads > 1024:

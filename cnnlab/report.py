@@ -116,9 +116,10 @@ def hyperparameters(cfg, classes: int, params, flops) -> list:
               f"average)")] if o.use_ema else []
     rows += [("Label smoothing", f"{cfg.label_smoothing:g}")] if cfg.label_smoothing else []
     a = cfg.augment
-    if a.flip or a.translate:
+    if a.flip or a.translate or a.blur:
         rows.append(("Augmentation", ", ".join(["left-right flips"] * a.flip + [f"shifts up to {a.translate} px"]
-                                               * bool(a.translate))))
+                                               * bool(a.translate) + [f"Gaussian blur up to {a.blur:g} px"]
+                                               * bool(a.blur))))
     rows += [("Precision", cfg.precision)] if cfg.precision != "auto" else []
     rows.append(("Early stopping", f"on {es.monitor}, patience {es.patience}, min_delta {es.min_delta:g}"
                  + (", best weights restored" if es.restore_best_weights else "") if es.enabled else "off"))

@@ -54,9 +54,9 @@ def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def augment(x: torch.Tensor, flip: bool, translate: int) -> torch.Tensor:
-    """Random left-right flips and shifts of a uint8 batch, drawn from torch's generator (seeded per epoch, saved
-    in resume points). Shifts pad by reflection and crop; images sharing a shift are cropped together, so a
+def augment(x: torch.Tensor, flip: bool, translate: int, blur: float = 0.0) -> torch.Tensor:
+    """Random left-right flips, shifts and blurs of a uint8 batch, drawn from torch's generator (seeded per epoch,
+    saved in resume points). Shifts pad by reflection and crop; images sharing a shift are cropped together, so a
     batch costs at most (2 * translate + 1)^2 slicing ops, not one per image."""
     if flip:
         mirrored = torch.rand(len(x)) < 0.5
@@ -71,7 +71,22 @@ def augment(x: torch.Tensor, flip: bool, translate: int) -> torch.Tensor:
             same = ((shifts[0] == dy) & (shifts[1] == dx)).nonzero().squeeze(1)
             out[same] = padded[same, :, dy:dy + h, dx:dx + w]
         x = out
+    if blur:
+        x = gaussian_blur(x, torch.rand(len(x)) * blur)
     return x
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each uint8 image with its own Gaussian (sigma in pixels, 0 = unchanged): a separable 5-tap filter,
+    one grouped conv per direction for the whole batch, reflected borders."""
+    n, c, h, w = x.shape
+    taps = torch.arange(-2, 3, dtype=torch.float32)
+    kernel = torch.exp(-taps ** 2 / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # one row per image channel
+    y = F.pad(x.float().reshape(1, n * c, h, w), (2, 2, 2, 2), mode="reflect")
+    y = F.conv2d(y, kernel[:, None, None, :], groups=n * c)  # along rows
+    y = F.conv2d(y, kernel[:, None, :, None], groups=n * c)  # along columns
+    return y.round_().clamp_(0, 255).to(torch.uint8).reshape(n, c, h, w)
 
 
 def batch_starts(n: int, batch_size: int) -> list:
@@ -131,8 +146,8 @@ class Trainer:
                 batch = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
                 idx = distributed.shard(batch)
                 x, y = data.x[idx], data.y[idx]
-                if cfg.augment.flip or cfg.augment.translate:
-                    x = augment(x, cfg.augment.flip, cfg.augment.translate)
+                if cfg.augment.flip or cfg.augment.translate or cfg.augment.blur:
+                    x = augment(x, cfg.augment.flip, cfg.augment.translate, cfg.augment.blur)
                 x = to_input(x, self.channels_last)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.current_lr()

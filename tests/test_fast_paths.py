@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from cnnlab import config, datasets, models, presets
 from cnnlab.datasets import Split
-from cnnlab.train import Trainer, augment, make_optimizer, to_input
+from cnnlab.train import Trainer, augment, gaussian_blur, make_optimizer, to_input
 
 SHAPES = {name: datasets.BUILTIN[p["dataset"]]["shape"] for name, p in presets.PRESETS.items()}
 
@@ -129,6 +129,32 @@ def test_augment_flips_and_shifts_the_images_themselves():
         assert any(torch.equal(s[:, 2 + dy:6 + dy, 2 + dx:6 + dx], o[:, 2:6, 2:6])
                    for dy in range(-2, 3) for dx in range(-2, 3))
     assert sum(not torch.equal(s, o) for s, o in zip(shifted, x.repeat(50, 1, 1, 1))) > 50
+
+
+def test_gaussian_blur_is_a_normalised_gaussian_per_image():
+    dot = torch.zeros(3, 1, 9, 9, dtype=torch.uint8)
+    dot[:, :, 4, 4] = 200
+    out = gaussian_blur(dot, torch.tensor([0.0, 0.5, 1.0])).float()
+    assert torch.equal(out[0], dot[0].float())  # sigma 0: untouched
+    for image, sigma in ((out[1], 0.5), (out[2], 1.0)):
+        taps = torch.exp(-torch.arange(-2.0, 3.0) ** 2 / (2 * sigma ** 2))
+        taps = taps / taps.sum()
+        want = 200 * torch.outer(taps, taps)  # separable Gaussian, weights summing to 1
+        assert (image[0, 2:7, 2:7] - want).abs().max() <= 0.5  # rounding to uint8 only
+        assert image.sum() == pytest.approx(200, abs=13)  # brightness kept (up to 25 roundings)
+    assert out[2][0, 4, 4] < out[1][0, 4, 4] < 200  # wider sigma, flatter peak
+    flat = torch.full((2, 3, 8, 8), 77, dtype=torch.uint8)
+    assert torch.equal(gaussian_blur(flat, torch.tensor([0.7, 3.0])), flat)  # borders reflect: nothing leaks in
+
+
+def test_augment_blurs_each_image_by_its_own_amount():
+    torch.manual_seed(0)
+    stripes = torch.zeros(64, 1, 8, 8, dtype=torch.uint8)
+    stripes[:, :, :, ::2] = 255
+    blurred = augment(stripes, False, 0, blur=1.0)
+    contrast = (blurred[:, 0, 4, 4].float() - blurred[:, 0, 4, 5].float()).abs()
+    assert contrast.max() > 200 and contrast.min() < 100  # sigma drawn per image, from ~0 to ~1 pixel
+    assert len(contrast.unique()) > 20
 
 
 def test_whitening_decorrelates_the_training_patches():

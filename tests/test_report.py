@@ -110,11 +110,11 @@ def test_html_follows_markdown_line_by_line(tmp_path):
 def test_recipe_rows_name_each_training_choice():
     from cnnlab import presets
     cfg = presets.preset("cifar-fast")
-    cfg.optimizer.use_ema, cfg.optimizer.ema_momentum = True, 0.98
+    cfg.optimizer.use_ema, cfg.optimizer.ema_momentum, cfg.augment.blur = True, 0.98, 0.8
     rows = dict(report.hyperparameters(cfg, 10, 1, 1))
     assert rows["Weight averaging"].startswith("moving average, momentum 0.98 per step")
     assert rows["Label smoothing"] == "0.2"
     assert "one-cycle: 3.5 epochs of warm-up" in rows["Learning rate"]
-    assert rows["Augmentation"] == "left-right flips, shifts up to 2 px"
+    assert rows["Augmentation"] == "left-right flips, shifts up to 2 px, Gaussian blur up to 0.8 px"
     plain = dict(report.hyperparameters(presets.preset("mnist-cnn"), 10, 1, 1))
     assert "Weight averaging" not in plain and "Label smoothing" not in plain
