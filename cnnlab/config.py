@@ -194,8 +194,8 @@ def validate(cfg: Config):
         raise CnnlabError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if not 0 <= cfg.augment.translate <= 16:
         raise CnnlabError(f"augment.translate must be from 0 to 16 pixels, got {cfg.augment.translate}")
-    if not cfg.augment.blur <= 3:
-        raise CnnlabError(f"augment.blur must be from 0 to 3 pixels, got {cfg.augment.blur}")
+    if not cfg.augment.blur <= 1:  # the 5-tap filter holds a Gaussian out to 2 sigma at 1 pixel
+        raise CnnlabError(f"augment.blur must be from 0 to 1 pixel, got {cfg.augment.blur}")
     if cfg.lr_schedule == "onecycle" and not 0 <= cfg.warmup_epochs < cfg.epochs:
         raise CnnlabError(f"warmup_epochs must be from 0 to below epochs ({cfg.epochs}), got {cfg.warmup_epochs}")
     if cfg.threads > 1024:

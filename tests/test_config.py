@@ -62,7 +62,7 @@ def test_infinite_values_refused():
     ("checkpoint.monitor", "val_acc", "'val_acc' is not a logged metric"),
     ("optimizer.beta1", 1.5, "beta1 must be below 1"),
     ("optimizer.ema_momentum", 1.0, "ema_momentum must be below 1"),
-    ("augment.blur", 3.5, "augment.blur must be from 0 to 3 pixels"),
+    ("augment.blur", 1.5, "augment.blur must be from 0 to 1 pixel"),
     ("seed", 2**40, "below 2\\*\\*32"),
     ("dataset", "imagenet", "unknown dataset"),
 ])
