@@ -174,7 +174,8 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
 def _pool_before_relu(modules: list) -> list:
     """ReLU then max-pool is the same function, with the same gradients, as max-pool then ReLU (ReLU never
     reorders values), and pooling first leaves ReLU and its backward a quarter of the values: mnist-cnn's
-    training step went from 9.1 to 7.4 ms (medians of 5). Neither module has weights: saved models load unchanged."""
+    training step went from 9.1 to 7.4 ms (medians of 5). Neither module has weights: saved models load
+    unchanged."""
     out = list(modules)
     for j in range(len(out) - 1):
         if type(out[j]) is nn.ReLU and isinstance(out[j + 1], nn.MaxPool2d):

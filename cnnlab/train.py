@@ -119,6 +119,9 @@ class Trainer:
         # use_ema: `averaged` follows the weights as their moving average (BatchNorm's statistics too, so they
         # match the averaged weights). It is what validation scores and checkpoints save; fit ends with it.
         self.averaged = copy.deepcopy(model) if cfg.optimizer.use_ema else None
+        # (average, weights) tensor pairs, made once: loading a state copies into these same tensors
+        self.average_pairs = list(zip(self.averaged.state_dict().values(), model.state_dict().values())) \
+            if self.averaged is not None else []
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
         self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
         self.steps_per_epoch = len(batch_starts(len(train), cfg.batch_size))
@@ -145,10 +148,9 @@ class Trainer:
             for i in range(self.batch, steps):
                 batch = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
                 idx = distributed.shard(batch)
-                x, y = data.x[idx], data.y[idx]
-                if cfg.augment.flip or cfg.augment.translate or cfg.augment.blur:
-                    x = augment(x, cfg.augment.flip, cfg.augment.translate, cfg.augment.blur)
-                x = to_input(x, self.channels_last)
+                a = cfg.augment  # each off by default: augment then returns the batch untouched
+                x = to_input(augment(data.x[idx], a.flip, a.translate, a.blur), self.channels_last)
+                y = data.y[idx]
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.current_lr()
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -202,12 +204,11 @@ class Trainer:
     @torch.no_grad()
     def update_average(self):
         weight = 1 - self.cfg.optimizer.ema_momentum
-        live = self.model.state_dict()
-        for key, average in self.averaged.state_dict().items():
+        for average, live in self.average_pairs:
             if average.is_floating_point():
-                average.lerp_(live[key], weight)
+                average.lerp_(live, weight)
             else:  # BatchNorm's batch counter
-                average.copy_(live[key])
+                average.copy_(live)
 
     def save_state(self):
         if self.rank != 0:  # one writer; the other ranks hold the same weights

@@ -2,7 +2,8 @@
 
 A callback sees the trainer (its `model`, `scored_model` (the weights' moving average with use_ema), `lr`,
 `stop_training` flag and `save_model`) and the epoch's logs (loss, accuracy, val_loss, val_accuracy, lr,
-seconds). Epochs are counted from 0 inside, as in Keras, and printed from 1. `state_dict()` must hold everything needed to continue exactly after a resume.
+seconds). Epochs are counted from 0 inside, as in Keras, and printed from 1. `state_dict()` must hold
+everything needed to continue exactly after a resume.
 """
 
 import math
