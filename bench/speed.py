@@ -6,6 +6,11 @@ the lab wrote it, and tf.data, XLA and mixed bf16 variants), on synthetic in-mem
 cnnlab at the preset's default precision to the best Keras figure, and the GFLOP/s each reaches against this machine's measured matrix-multiply
 peak in the precision it uses. Each framework runs in its own process, one after the other.
 
+The last column is the bound on that fraction: the matrix multiplies one training step of the model needs
+(convolutions written as im2col GEMMs: forward, weight gradient, input gradient), each timed alone at its own
+shape, as a fraction of the same peak. No engine that multiplies these matrices beats it by much; on small
+batches and maps it sits far below the large square GEMM the peak is measured with.
+
     python bench/speed.py                       # Keras from this Python (pip install -e '.[bench]')
     python bench/speed.py --keras-python /path/to/venv/bin/python --steps 100
     python bench/speed.py --no-keras --presets mlp --steps 5     # cnnlab only, tiny
@@ -28,17 +33,61 @@ from cnnlab.train import Trainer, uses_bf16
 
 HERE = Path(__file__).resolve().parent
 LAB_PRESETS = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the ones the Keras peer builds too
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def gemm_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
-    """GFLOP/s of a large square matrix multiply: the most this machine's cores give in `dtype`."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, seconds: float) -> float:
+    """GFLOP/s of an (m x k) @ (k x n) matrix multiply, repeated for about `seconds`."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
     a @ b
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         done += 1
-    return 2 * n ** 3 * done / (time.perf_counter() - start) / 1e9
+    return 2 * m * k * n * done / (time.perf_counter() - start) / 1e9
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """GFLOP/s of a large square matrix multiply: the most this machine's cores give in `dtype`."""
+    return gemm_rate(n, n, n, dtype, 1.0)
+
+
+def step_gemms(model: torch.nn.Module, shape: tuple, batch: int) -> list:
+    """(m, k, n) of every matrix multiply in one training step, convolutions as im2col GEMMs: each layer's
+    forward and weight gradient, and the input gradient of every layer after the first trained one."""
+    gemms, upstream = [], [False]  # is there a trained layer before this one (so the input needs a gradient)?
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            rows = batch * output.shape[2] * output.shape[3]
+            inner, outer = module.in_channels * module.kernel_size[0] * module.kernel_size[1], module.out_channels
+        elif isinstance(module, torch.nn.Linear):
+            rows, inner, outer = batch, module.in_features, module.out_features
+        else:
+            return
+        gemms.append((rows, inner, outer))
+        if module.weight.requires_grad:
+            gemms.append((outer, rows, inner))
+        if upstream[0]:
+            gemms.append((rows, outer, inner))
+        upstream[0] = upstream[0] or module.weight.requires_grad
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    with torch.no_grad():
+        model.eval()(torch.zeros(batch, *shape))
+    for h in hooks:
+        h.remove()
+    return gemms
+
+
+def gemm_ceiling(name: str, dtype: torch.dtype) -> float:
+    """GFLOP/s of one training step's matrix multiplies, each timed alone (see step_gemms)."""
+    cfg = presets.preset(name)
+    shape = datasets.BUILTIN[cfg.dataset]["shape"]
+    model, _ = models.build(cfg.layers, shape, 10, cfg.init)
+    gemms = step_gemms(model, shape, cfg.batch_size)
+    seconds = sum(2 * m * k * n / gemm_rate(m, k, n, dtype, 0.2) for m, k, n in gemms)
+    return sum(2 * m * k * n for m, k, n in gemms) / seconds
 
 
 def cnnlab_speed(name: str, precision: str, steps: int) -> tuple:
@@ -91,7 +140,7 @@ def main():
     torch.set_num_threads(threads)
     # Each preset at its own default precision (auto: bf16 on CPUs with native bf16; cifar-cnn pins fp32).
     default = {n: "bf16" if uses_bf16(presets.preset(n).precision) else "fp32" for n in names}
-    peak = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    peak = {p: gemm_peak(dtype) for p, dtype in DTYPES.items()}
     print(f"machine: {threads} cores, torch {torch.__version__}; matrix-multiply peak "
           f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")
     ours = {}
@@ -101,7 +150,7 @@ def main():
     keras = {} if args.no_keras else keras_speeds(args.keras_python, names, args.steps)
     print(f"\ntraining images/s, batch = the lab's, {args.steps} steps timed, same machine, same run")
     head = ["preset", "batch", "Keras fit", "Keras best (variant)", "cnnlab fp32", "cnnlab bf16",
-            "cnnlab default", "cnnlab default / best Keras", "GFLOP/s", "of peak"]
+            "cnnlab default", "cnnlab default / best Keras", "GFLOP/s", "of peak", "GEMMs alone"]
     rows = []
     for name in names:
         fast = default[name]
@@ -110,7 +159,9 @@ def main():
         best = max(k, key=k.get) if k else None
         rows.append([name, str(presets.preset(name).batch_size), f"{k['fit']:,.0f}" if "fit" in k else "-",
                      f"{k[best]:,.0f} ({best})" if best else "-", f"{ours[name]['fp32'][0]:,.0f}",
-                     f"{ours[name]['bf16'][0]:,.0f}", f"{ips:,.0f} ({fast})", f"{ips / k[best]:.2f}x" if best else "-", f"{ips * gflop:.0f}", f"{ips * gflop / peak[fast]:.0%}"])
+                     f"{ours[name]['bf16'][0]:,.0f}", f"{ips:,.0f} ({fast})",
+                     f"{ips / k[best]:.2f}x" if best else "-", f"{ips * gflop:.0f}", f"{ips * gflop / peak[fast]:.0%}",
+                     f"{gemm_ceiling(name, DTYPES[fast]) / peak[fast]:.0%}"])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     for r in [head, ["-" * w for w in widths]] + rows:
         print(" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))

@@ -28,6 +28,7 @@ def test_speed_bench_prints_the_side_by_side_table():
         assert ours > 0 and best_keras > 0
         assert row[7].strip() == f"{ours / best_keras:.2f}x"  # the ratio is of the two printed figures
         assert row[9].strip().endswith("%")
+        assert 0 < int(row[10].strip().rstrip("%")) <= 150  # the GEMMs alone against the large GEMM's peak
 
 
 def test_keras_peer_builds_the_presets_with_cnnlab_parameter_counts():
@@ -65,3 +66,17 @@ def test_time_to_accuracy_reports_the_epoch_that_reached_the_target(real_data, t
     r = run("bench/time_to_accuracy.py", "mnist-cnn", "--target", 1.01, "--out", tmp_path / "never",
             "--set", "train_subset=500", "--set", "test_subset=100", "--set", "epochs=1", data=real_data)
     assert r.returncode == 0 and "did not reach 1.01" in r.stdout
+
+
+def test_step_gemms_are_a_training_steps_multiplies():
+    """Forward, weight gradient and input gradient of each layer: three times the forward FLOPs (summary's
+    count), less the input gradient the first layer never computes."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import speed
+    from cnnlab import models, presets
+    for name, shape, batch in [("mnist-cnn", (1, 28, 28), 32), ("cifar-cnn", (3, 32, 32), 64)]:
+        model, infos = models.build(presets.preset(name).layers, shape, 10, "he_uniform")
+        gemms = speed.step_gemms(model, shape, batch)
+        forward = sum(i.flops for i in infos) * batch
+        assert sum(2 * m * k * n for m, k, n in gemms) == 3 * forward - infos[0].flops * batch, name
+        assert len(gemms) == 3 * sum(1 for i in infos if i.flops) - 1
