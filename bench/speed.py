@@ -1,10 +1,11 @@
 """Training speed, cnnlab against Keras 3 on TensorFlow, in one run on this machine.
 
 For each of the lab's four presets at its own batch size: training images per second of cnnlab's real
-training loop (Trainer.fit, fp32 and bf16) and of Keras (bench/keras_peer.py: model.fit as
-the lab wrote it, and tf.data, XLA and mixed bf16 variants), on synthetic in-memory data; then the ratio of
-cnnlab at the preset's default precision to the best Keras figure, and the GFLOP/s each reaches against this machine's measured matrix-multiply
-peak in the precision it uses. Each framework runs in its own process, one after the other.
+training loop (Trainer.fit, fp32 and bf16) and of Keras (bench/keras_peer.py: model.fit as the lab wrote it,
+and tf.data, XLA and mixed bf16 variants), on synthetic in-memory data; then the ratio of cnnlab at the
+preset's default precision to the best Keras figure, and the GFLOP/s each reaches against this machine's
+measured matrix-multiply peak in the precision it uses. Each framework runs in its own process; a preset's
+cnnlab and Keras figures are taken one right after the other.
 
 The last column is the bound on that fraction: the matrix multiplies one training step of the model needs
 (convolutions written as im2col GEMMs: forward, weight gradient, input gradient), each timed alone at its own
@@ -143,11 +144,14 @@ def main():
     peak = {p: gemm_peak(dtype) for p, dtype in DTYPES.items()}
     print(f"machine: {threads} cores, torch {torch.__version__}; matrix-multiply peak "
           f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")
-    ours = {}
-    for name in names:
+    ours, keras = {}, {}
+    for name in names:  # each preset's two sides back to back: the machine's speed drifts over minutes
         ours[name] = {p: cnnlab_speed(name, p, args.steps) for p in ["fp32", "bf16"]}
         print(f"  cnnlab {name}: " + ", ".join(f"{p} {v[0]:,.0f} img/s" for p, v in ours[name].items()), flush=True)
-    keras = {} if args.no_keras else keras_speeds(args.keras_python, names, args.steps)
+        if not args.no_keras:
+            keras.update(keras_speeds(args.keras_python, [name], args.steps))
+            print(f"  Keras {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in keras[name].items()),
+                  flush=True)
     print(f"\ntraining images/s, batch = the lab's, {args.steps} steps timed, same machine, same run")
     head = ["preset", "batch", "Keras fit", "Keras best (variant)", "cnnlab fp32", "cnnlab bf16",
             "cnnlab default", "cnnlab default / best Keras", "GFLOP/s", "of peak", "GEMMs alone"]
