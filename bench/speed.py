@@ -7,10 +7,11 @@ preset's default precision to the best Keras figure, and the GFLOP/s each reache
 measured matrix-multiply peak in the precision it uses. Each framework runs in its own process; a preset's
 cnnlab and Keras figures are taken one right after the other.
 
-The last column is the bound on that fraction: the matrix multiplies one training step of the model needs
+The last column is a reference for that fraction: the matrix multiplies one training step of the model needs
 (convolutions written as im2col GEMMs: forward, weight gradient, input gradient), each timed alone at its own
-shape, as a fraction of the same peak. No engine that multiplies these matrices beats it by much; on small
-batches and maps it sits far below the large square GEMM the peak is measured with.
+shape, as a fraction of the same peak. The GFLOP/s column counts the same multiplies. Direct convolutions can
+beat it a little (oneDNN's fp32 ones do on cifar-cnn); on small batches and maps it sits far below the large
+square GEMM the peak is measured with.
 
     python bench/speed.py                       # Keras from this Python (pip install -e '.[bench]')
     python bench/speed.py --keras-python /path/to/venv/bin/python --steps 100
@@ -55,8 +56,9 @@ def gemm_peak(dtype: torch.dtype, n: int = 2048) -> float:
 
 def step_gemms(model: torch.nn.Module, shape: tuple, batch: int) -> list:
     """(m, k, n) of every matrix multiply in one training step, convolutions as im2col GEMMs: each layer's
-    forward and weight gradient, and the input gradient of every layer after the first trained one."""
-    gemms, upstream = [], [False]  # is there a trained layer before this one (so the input needs a gradient)?
+    forward and weight gradient, and the input gradient of every layer after the first one with trained
+    parameters (a frozen whitening layer's bias trains, so the conv after it needs its input gradient)."""
+    gemms, upstream = [], [False]  # has a trained parameter come before this layer?
 
     def record(module, inputs, output):
         if isinstance(module, torch.nn.Conv2d):
@@ -65,34 +67,41 @@ def step_gemms(model: torch.nn.Module, shape: tuple, batch: int) -> list:
         elif isinstance(module, torch.nn.Linear):
             rows, inner, outer = batch, module.in_features, module.out_features
         else:
-            return
-        gemms.append((rows, inner, outer))
-        if module.weight.requires_grad:
-            gemms.append((outer, rows, inner))
-        if upstream[0]:
-            gemms.append((rows, outer, inner))
-        upstream[0] = upstream[0] or module.weight.requires_grad
+            rows = None
+        if rows:
+            gemms.append((rows, inner, outer))
+            if module.weight.requires_grad:
+                gemms.append((outer, rows, inner))
+            if upstream[0]:
+                gemms.append((rows, outer, inner))
+        upstream[0] |= any(p.requires_grad for p in module.parameters(recurse=False))
 
     hooks = [m.register_forward_hook(record) for m in model.modules()]
-    with torch.no_grad():
-        model.eval()(torch.zeros(batch, *shape))
+    with torch.no_grad():  # training mode: the network as one step runs it (eval would add test-time flips)
+        model.train()(torch.zeros(batch, *shape))
     for h in hooks:
         h.remove()
     return gemms
 
 
-def gemm_ceiling(name: str, dtype: torch.dtype) -> float:
-    """GFLOP/s of one training step's matrix multiplies, each timed alone (see step_gemms)."""
+def preset_gemms(name: str) -> tuple:
+    """(step_gemms of a preset's network at its batch size, the batch size)."""
     cfg = presets.preset(name)
     shape = datasets.BUILTIN[cfg.dataset]["shape"]
     model, _ = models.build(cfg.layers, shape, 10, cfg.init)
-    gemms = step_gemms(model, shape, cfg.batch_size)
+    return step_gemms(model, shape, cfg.batch_size), cfg.batch_size
+
+
+def gemm_ceiling(name: str, dtype: torch.dtype) -> float:
+    """GFLOP/s of one training step's matrix multiplies, each timed alone (see step_gemms)."""
+    gemms, _ = preset_gemms(name)
     seconds = sum(2 * m * k * n / gemm_rate(m, k, n, dtype, 0.2) for m, k, n in gemms)
     return sum(2 * m * k * n for m, k, n in gemms) / seconds
 
 
 def cnnlab_speed(name: str, precision: str, steps: int) -> tuple:
-    """(images/s, forward+backward GFLOP per image) of the second of two epochs of `steps` batches."""
+    """(images/s, GFLOP per image of the step's matrix multiplies) of the second of two epochs of `steps`
+    batches."""
     cfg = presets.preset(name)
     cfg.epochs, cfg.precision, cfg.autosave_seconds = 2, precision, 0
     cfg.early_stopping.enabled = False
@@ -101,14 +110,15 @@ def cnnlab_speed(name: str, precision: str, steps: int) -> tuple:
     data = Split(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
                  torch.randint(0, 10, (n,), generator=g))
     torch.manual_seed(0)
-    model, infos = models.build(cfg.layers, shape, 10, cfg.init)
+    model, _ = models.build(cfg.layers, shape, 10, cfg.init)
     with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as quiet:
         stdout, sys.stdout = sys.stdout, quiet  # the progress lines
         try:
             history = Trainer(model, cfg, data, None, [], Path(run_dir)).fit()
         finally:
             sys.stdout = stdout
-    return n / history[1]["seconds"], 3 * sum(i.flops for i in infos) / 1e9  # backward ~ 2x forward
+    gemms, batch = preset_gemms(name)  # the same count as the last column's
+    return n / history[1]["seconds"], sum(2 * m * k * n for m, k, n in gemms) / batch / 1e9
 
 
 def keras_speeds(python: str, names: list, steps: int) -> dict:
@@ -150,7 +160,7 @@ def main():
         print(f"  cnnlab {name}: " + ", ".join(f"{p} {v[0]:,.0f} img/s" for p, v in ours[name].items()), flush=True)
         if not args.no_keras:
             keras.update(keras_speeds(args.keras_python, [name], args.steps))
-            print(f"  Keras {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in keras[name].items()),
+            print(f"  Keras {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in keras.get(name, {}).items()),
                   flush=True)
     print(f"\ntraining images/s, batch = the lab's, {args.steps} steps timed, same machine, same run")
     head = ["preset", "batch", "Keras fit", "Keras best (variant)", "cnnlab fp32", "cnnlab bf16",
