@@ -24,11 +24,11 @@ from cnnlab.train import to_input
 
 
 def in_memory_top1(run: Path, x: torch.Tensor) -> tuple:
-    """(top-1 class indices, their probabilities) on the in-memory uint8 images."""
+    """(top-1 class indices, their probabilities, the gap to the second class) on the in-memory uint8 images."""
     model, _ = predict.load_model(run)
     with torch.inference_mode():
-        top = torch.softmax(model(to_input(x, models.uses_conv(model))), 1).max(1)
-    return top.indices.tolist(), top.values.tolist()
+        top = torch.softmax(model(to_input(x, models.uses_conv(model))), 1).topk(2, 1)
+    return top.indices[:, 0].tolist(), top.values[:, 0].tolist(), (top.values[:, 0] - top.values[:, 1]).tolist()
 
 
 def write_images(x: torch.Tensor, folder: Path, size: int | None):
@@ -60,7 +60,7 @@ def main():
         ds, _, _ = prepare_data(cfg)
         pick = torch.arange(args.n) * (len(ds.test) // args.n)  # spread over the set: folders are sorted by class
         x, y = ds.test.x[pick], ds.test.y[pick].tolist()
-        want, confidence = in_memory_top1(run, x)
+        want, confidence, gap = in_memory_top1(run, x)
         with tempfile.TemporaryDirectory() as tmp:
             native, big = Path(tmp) / "native", Path(tmp) / "upscaled"
             write_images(x, native, None)
@@ -75,8 +75,8 @@ def main():
             failed = True
         for i, (a, b, c) in enumerate(zip(want, got_native, got_big)):
             if not a == b == c:
-                print(f"  image {i} (label {ds.classes[y[i]]}): in memory {ds.classes[a]} ({confidence[i]:.2f}), "
-                      f"PNG {ds.classes[b]}, upscaled JPEG {ds.classes[c]}")
+                print(f"  image {i} (label {ds.classes[y[i]]}): in memory {ds.classes[a]} ({confidence[i]:.2f}, "
+                      f"{gap[i]:.2f} above the next class), PNG {ds.classes[b]}, upscaled JPEG {ds.classes[c]}")
     sys.exit(1 if failed else 0)
 
 
