@@ -5,7 +5,9 @@ training loop (Trainer.fit, fp32 and bf16) and of Keras (bench/keras_peer.py: mo
 and tf.data, XLA and mixed bf16 variants), on synthetic in-memory data; then the ratio of cnnlab at the
 preset's default precision to the best Keras figure, and the GFLOP/s each reaches against this machine's
 measured matrix-multiply peak in the precision it uses. Each framework runs in its own process; a preset's
-cnnlab and Keras figures are taken one right after the other.
+cnnlab and Keras figures are taken one right after the other. Every figure is the fastest of --repeats timed
+epochs after an untimed first one (tracing, XLA compiling, warm-up), the same rule on both sides: the machine
+is shared, and a stall in one short epoch says nothing about either framework.
 
 The last column is a reference for that fraction: the matrix multiplies one training step of the model needs
 (convolutions written as im2col GEMMs: forward, weight gradient, input gradient), each timed alone at its own
@@ -99,11 +101,11 @@ def gemm_ceiling(name: str, dtype: torch.dtype) -> float:
     return sum(2 * m * k * n for m, k, n in gemms) / seconds
 
 
-def cnnlab_speed(name: str, precision: str, steps: int) -> tuple:
-    """(images/s, GFLOP per image of the step's matrix multiplies) of the second of two epochs of `steps`
-    batches."""
+def cnnlab_speed(name: str, precision: str, steps: int, repeats: int) -> tuple:
+    """(images/s of the fastest of `repeats` epochs of `steps` batches after a first untimed one, GFLOP per
+    image of the step's matrix multiplies)."""
     cfg = presets.preset(name)
-    cfg.epochs, cfg.precision, cfg.autosave_seconds = 2, precision, 0
+    cfg.epochs, cfg.precision, cfg.autosave_seconds = 1 + repeats, precision, 0
     cfg.early_stopping.enabled = False
     n, shape = cfg.batch_size * steps, datasets.BUILTIN[cfg.dataset]["shape"]
     g = torch.Generator().manual_seed(0)
@@ -118,13 +120,13 @@ def cnnlab_speed(name: str, precision: str, steps: int) -> tuple:
         finally:
             sys.stdout = stdout
     gemms, batch = preset_gemms(name)  # the same count as the last column's
-    return n / history[1]["seconds"], sum(2 * m * k * n for m, k, n in gemms) / batch / 1e9
+    return n / min(h["seconds"] for h in history[1:]), sum(2 * m * k * n for m, k, n in gemms) / batch / 1e9
 
 
-def keras_speeds(python: str, names: list, steps: int) -> dict:
+def keras_speeds(python: str, names: list, steps: int, repeats: int) -> dict:
     """{preset: {variant: images/s}} from bench/keras_peer.py in its own process."""
-    out = subprocess.run([python, str(HERE / "keras_peer.py"), *names, "--steps", str(steps)],
-                         capture_output=True, text=True)
+    command = [python, str(HERE / "keras_peer.py"), *names, "--steps", str(steps), "--repeats", str(repeats)]
+    out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"bench: the Keras peer failed (is TensorFlow installed? pip install -e '.[bench]'):\n"
                  f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
@@ -140,6 +142,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default=",".join(LAB_PRESETS))
     ap.add_argument("--steps", type=int, default=100, help="batches per timed epoch")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed epochs per figure, on both sides; the fastest counts (this machine is shared)")
     ap.add_argument("--keras-python", default=sys.executable, help="a Python with tensorflow and keras")
     ap.add_argument("--no-keras", action="store_true")
     args = ap.parse_args()
@@ -156,13 +160,14 @@ def main():
           f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")
     ours, keras = {}, {}
     for name in names:  # each preset's two sides back to back: the machine's speed drifts over minutes
-        ours[name] = {p: cnnlab_speed(name, p, args.steps) for p in ["fp32", "bf16"]}
+        ours[name] = {p: cnnlab_speed(name, p, args.steps, args.repeats) for p in ["fp32", "bf16"]}
         print(f"  cnnlab {name}: " + ", ".join(f"{p} {v[0]:,.0f} img/s" for p, v in ours[name].items()), flush=True)
         if not args.no_keras:
-            keras.update(keras_speeds(args.keras_python, [name], args.steps))
+            keras.update(keras_speeds(args.keras_python, [name], args.steps, args.repeats))
             print(f"  Keras {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in keras.get(name, {}).items()),
                   flush=True)
-    print(f"\ntraining images/s, batch = the lab's, {args.steps} steps timed, same machine, same run")
+    print(f"\ntraining images/s, batch = the lab's, fastest of {args.repeats} epochs of {args.steps} steps, same "
+          f"machine, same run")
     head = ["preset", "batch", "Keras fit", "Keras best (variant)", "cnnlab fp32", "cnnlab bf16",
             "cnnlab default", "cnnlab default / best Keras", "GFLOP/s", "of peak", "GEMMs alone"]
     rows = []
