@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="timed epochs after the first; the fastest counts")
     ap.add_argument("--variants", default="fit,tf.data,jit,bf16,bf16+jit")
     args = ap.parse_args()
+    if args.steps < 1 or args.repeats < 1:
+        ap.error("--steps and --repeats must be at least 1")
     for name in args.presets:
         for variant in args.variants.split(","):
             try:

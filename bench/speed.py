@@ -147,6 +147,8 @@ def main():
     ap.add_argument("--keras-python", default=sys.executable, help="a Python with tensorflow and keras")
     ap.add_argument("--no-keras", action="store_true")
     args = ap.parse_args()
+    if args.steps < 1 or args.repeats < 1:
+        sys.exit("bench: --steps and --repeats must be at least 1")
     names = args.presets.split(",")
     unknown = [n for n in names if n not in LAB_PRESETS]
     if unknown:
