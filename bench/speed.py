@@ -94,16 +94,14 @@ def preset_gemms(name: str) -> tuple:
     return step_gemms(model, shape, cfg.batch_size), cfg.batch_size
 
 
-def gemm_ceiling(name: str, dtype: torch.dtype) -> float:
-    """GFLOP/s of one training step's matrix multiplies, each timed alone (see step_gemms)."""
-    gemms, _ = preset_gemms(name)
+def gemm_ceiling(gemms: list, dtype: torch.dtype) -> float:
+    """GFLOP/s of one training step's matrix multiplies (step_gemms), each timed alone."""
     seconds = sum(2 * m * k * n / gemm_rate(m, k, n, dtype, 0.2) for m, k, n in gemms)
     return sum(2 * m * k * n for m, k, n in gemms) / seconds
 
 
-def cnnlab_speed(name: str, precision: str, steps: int, repeats: int) -> tuple:
-    """(images/s of the fastest of `repeats` epochs of `steps` batches after a first untimed one, GFLOP per
-    image of the step's matrix multiplies)."""
+def cnnlab_speed(name: str, precision: str, steps: int, repeats: int) -> float:
+    """Images/s of the fastest of `repeats` epochs of `steps` batches, after a first untimed one."""
     cfg = presets.preset(name)
     cfg.epochs, cfg.precision, cfg.autosave_seconds = 1 + repeats, precision, 0
     cfg.early_stopping.enabled = False
@@ -119,8 +117,7 @@ def cnnlab_speed(name: str, precision: str, steps: int, repeats: int) -> tuple:
             history = Trainer(model, cfg, data, None, [], Path(run_dir)).fit()
         finally:
             sys.stdout = stdout
-    gemms, batch = preset_gemms(name)  # the same count as the last column's
-    return n / min(h["seconds"] for h in history[1:]), sum(2 * m * k * n for m, k, n in gemms) / batch / 1e9
+    return n / min(h["seconds"] for h in history[1:])
 
 
 def keras_speeds(python: str, names: list, steps: int, repeats: int) -> dict:
@@ -163,7 +160,7 @@ def main():
     ours, keras = {}, {}
     for name in names:  # each preset's two sides back to back: the machine's speed drifts over minutes
         ours[name] = {p: cnnlab_speed(name, p, args.steps, args.repeats) for p in ["fp32", "bf16"]}
-        print(f"  cnnlab {name}: " + ", ".join(f"{p} {v[0]:,.0f} img/s" for p, v in ours[name].items()), flush=True)
+        print(f"  cnnlab {name}: " + ", ".join(f"{p} {v:,.0f} img/s" for p, v in ours[name].items()), flush=True)
         if not args.no_keras:
             keras.update(keras_speeds(args.keras_python, [name], args.steps, args.repeats))
             print(f"  Keras {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in keras.get(name, {}).items()),
@@ -175,14 +172,16 @@ def main():
     rows = []
     for name in names:
         fast = default[name]
-        ips, gflop = ours[name][fast]
+        ips = ours[name][fast]
+        gemms, batch = preset_gemms(name)  # GFLOP/s and the last column count the same multiplies
+        gflop = sum(2 * m * k * n for m, k, n in gemms) / batch / 1e9
         k = keras.get(name, {})
         best = max(k, key=k.get) if k else None
-        rows.append([name, str(presets.preset(name).batch_size), f"{k['fit']:,.0f}" if "fit" in k else "-",
-                     f"{k[best]:,.0f} ({best})" if best else "-", f"{ours[name]['fp32'][0]:,.0f}",
-                     f"{ours[name]['bf16'][0]:,.0f}", f"{ips:,.0f} ({fast})",
+        rows.append([name, str(batch), f"{k['fit']:,.0f}" if "fit" in k else "-",
+                     f"{k[best]:,.0f} ({best})" if best else "-", f"{ours[name]['fp32']:,.0f}",
+                     f"{ours[name]['bf16']:,.0f}", f"{ips:,.0f} ({fast})",
                      f"{ips / k[best]:.2f}x" if best else "-", f"{ips * gflop:.0f}", f"{ips * gflop / peak[fast]:.0%}",
-                     f"{gemm_ceiling(name, DTYPES[fast]) / peak[fast]:.0%}"])
+                     f"{gemm_ceiling(gemms, DTYPES[fast]) / peak[fast]:.0%}"])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     for r in [head, ["-" * w for w in widths]] + rows:
         print(" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
