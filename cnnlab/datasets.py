@@ -101,7 +101,8 @@ def _is_cifar_tarball(path: Path) -> bool:
         return False
 
 
-DECODER_VERSION = 2  # bump when decoding changes what arrays a file gives (2: Lanczos when shrinking)
+DECODER_VERSION = 3  # bump when decoding changes what arrays a file gives (2: Lanczos when shrinking; 3: an
+# enlarged picture is shrunk to its values at the small grid's pixel centres)
 
 
 def _decode_cached(name, files, source, tried, parse) -> Dataset:

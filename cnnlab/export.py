@@ -42,7 +42,9 @@ def description(about: dict, fmt: str) -> dict:
         "input": {"name": "image", "dtype": "uint8", "shape": ["batch", c, h, w], "layout": "NCHW",
                   "channels": "grayscale" if c == 1 else "RGB"},
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["batch", len(about["classes"])]},
-        "preprocessing": (f"resize to {w}x{h} (Lanczos when shrinking, bilinear when enlarging), {'grayscale' if c == 1 else 'RGB'}, uint8; scaling "
+        "preprocessing": (f"resize to {w}x{h} (bilinear when enlarging; when shrinking, the picture's values at the "
+                          "small pixels' centres if it is an enlargement of them, else Lanczos), "
+                          f"{'grayscale' if c == 1 else 'RGB'}, uint8; scaling "
                           "by 1/255 and softmax are inside the model"
                           + ("; a dark digit on light paper is inverted to MNIST's light-on-dark" if c == 1 else "")),
     }

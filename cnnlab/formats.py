@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab import CnnlabError
@@ -227,13 +229,46 @@ def read_image_folder(path: Path):
 
 
 def resize(img: Image.Image, size: tuple) -> Image.Image:
-    """The one resize of training folders and of predict. Shrinking uses Lanczos, an antialiasing filter. A
-    256x256 upscale of a CIFAR image, shrunk back to 32x32, then lands 1.8 grey levels from the original on
-    average, against 3.7 with bilinear (measured on 20 test images). Enlarging uses bilinear."""
-    if img.size == tuple(size):
+    """The one resize of training folders and of predict. Enlarging uses bilinear. Shrinking an enlargement
+    (re-enlarging its values at the small grid's pixel centres, nearest, bilinear, bicubic or Lanczos, lands
+    within ENLARGED_RMS of it) takes those centre values: such a picture has no detail to alias, and an
+    antialiasing filter would only blur it. Any other picture is shrunk with Lanczos, the antialiasing filter.
+    On 1,000 CIFAR-10 test images enlarged to 256x256 (bicubic, JPEG q90), the centres land 0.73 grey levels
+    from the originals and Lanczos 2.74, and cifar-fast kept its answer on 997 against 970."""
+    size = tuple(size)
+    if img.size == size:
         return img
-    shrinking = img.size[0] > size[0] or img.size[1] > size[1]
-    return img.resize(tuple(size), Image.LANCZOS if shrinking else Image.BILINEAR)
+    if img.size[0] < size[0] and img.size[1] < size[1]:
+        return img.resize(size, Image.BILINEAR)
+    if img.mode in ("L", "RGB") and img.size[0] * img.size[1] <= ENLARGEMENT_CHECK_PIXELS:
+        centres = _centre_samples(img, size)
+        if _rms_to_enlargement(img, centres) <= ENLARGED_RMS:
+            return centres
+    return img.resize(size, Image.LANCZOS)
+
+
+# Re-enlarged centres of 200 CIFAR-10 test images enlarged to 256x256 (nearest, bilinear, bicubic or Lanczos) and
+# saved as JPEG q90 land at most 2.6 grey levels RMS from them; a photograph shrunk to 40-1024 pixels, 14-36.
+ENLARGED_RMS = 6.0
+# The check re-enlarges at full size, four ways: 46 ms at 1024x1024 (Lanczos alone, 5 ms), and seconds for a
+# many-megapixel photo, which is no enlargement of a thumbnail.
+ENLARGEMENT_CHECK_PIXELS = 1024 * 1024
+
+
+def _centre_samples(img: Image.Image, size: tuple) -> Image.Image:
+    """The picture's values at the small grid's pixel centres (bilinear between its own pixels, no filter)."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32))
+    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=False)
+    y = y[0, 0] if img.mode == "L" else y[0].permute(1, 2, 0)
+    return Image.fromarray(y.round().clamp(0, 255).to(torch.uint8).numpy())
+
+
+def _rms_to_enlargement(img: Image.Image, small: Image.Image) -> float:
+    """How far, in grey levels RMS, the picture is from the closest of small's common enlargements."""
+    big = np.asarray(img, dtype=np.float32)
+    return min(float(np.sqrt(np.mean((np.asarray(small.resize(img.size, how), dtype=np.float32) - big) ** 2)))
+               for how in (Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS))
 
 
 def _to_array(img: Image.Image, mode: str, size, name: str) -> np.ndarray:

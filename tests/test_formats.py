@@ -200,3 +200,30 @@ def test_idx_zero_dimension_beside_huge_ones():
     blob = bytes([0, 0, 8, 4]) + b"".join(d.to_bytes(4, "big") for d in (0, 2, 0x4D000000, 0xD4C77B04))
     with pytest.raises(CnnlabError, match="absurd dimensions"):
         formats.parse_idx(blob)
+
+
+@pytest.mark.parametrize("how", [Image.BICUBIC, Image.BILINEAR, Image.NEAREST, Image.LANCZOS])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_an_enlargement_shrinks_back_to_its_own_pixels(how, mode):
+    """A 32x32 picture enlarged 8x comes back to its own pixels, where an antialiasing shrink would blur it. Noise is
+    the hardest case; PIL's bilinear enlargement is itself a blur, so only the interpolating ones come back whole."""
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (32, 32, 3) if mode == "RGB" else (32, 32), dtype=np.uint8), mode)
+    big = small.resize((256, 256), how)
+    back = formats.resize(big, (32, 32))
+    assert back.size == (32, 32) and back.mode == mode
+    err = np.abs(np.asarray(back, dtype=np.float32) - np.asarray(small, dtype=np.float32)).mean()
+    lanczos = np.abs(np.asarray(big.resize((32, 32), Image.LANCZOS), dtype=np.float32)
+                     - np.asarray(small, dtype=np.float32)).mean()
+    assert err < lanczos / 2 and (err < 1.5 or how == Image.BILINEAR), (err, lanczos)
+
+
+def test_a_picture_with_finer_detail_than_the_grid_is_filtered_not_sampled():
+    """Noise, and a thick stroke drawn on white paper as on serve's canvas, are not enlargements: Lanczos."""
+    from PIL import ImageDraw
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    paper = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(paper).line([(80, 60), (200, 60), (120, 230)], fill=0, width=18)
+    for picture, size in [(noise, (32, 32)), (paper, (28, 28))]:
+        assert np.array_equal(np.asarray(formats.resize(picture, size)),
+                              np.asarray(picture.resize(size, Image.LANCZOS)))
