@@ -1,4 +1,4 @@
-"""The `cnnlab` command: train, evaluate, predict, summary, presets, datasets.
+"""The `cnnlab` command: train, evaluate, report, predict, export, serve, runs, sweep, compare, lab and more.
 
 Any CnnlabError (bad input, unreadable file, model that does not fit the data) is printed as one line on
 stderr with exit status 2; nothing already saved is touched.
@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnlab import CnnlabError, config, datasets, formats, models, presets
+from cnnlab import CnnlabError, config, datasets, models, presets
 
 
 def build_config(args):
@@ -58,26 +58,13 @@ def cmd_train(args):
     cfg.tensorboard = cfg.tensorboard or args.tensorboard
     run_dir = run_folder(args.runs, args.name or name)
     if args.procs > 1 and distributed.world_size() == 1:  # become torchrun's N ranks on this machine
-        distributed.launch(without_option(args.argv, "--procs"), args.procs)
+        distributed.launch(args.argv, args.procs)
         return
     try:
         train_run(cfg, run_dir, args.data_dir, args.fresh)
         distributed.barrier()  # ranks leave together: rank 0 may still be writing results when the others end
     finally:
         distributed.finish()
-
-
-def without_option(argv: list, option: str) -> list:
-    """argv less `--option VALUE` / `--option=VALUE`."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == option:
-            skip = True
-        elif not a.startswith(option + "="):
-            out.append(a)
-    return out
 
 
 def cmd_evaluate(args):
@@ -101,25 +88,16 @@ def cmd_report(args):
 def cmd_predict(args):
     import json
     from cnnlab import predict
-    model, about = predict.load_model(Path(args.model))
-    files, results, failed = predict.expand(args.images), [], 0
-    if not files:
-        raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
-    for f in files:  # one at a time: a broken file costs only its own line
-        try:
-            top = predict.classify(model, about, [formats.decode_image(f.read_bytes(), str(f))], args.top_k)[0]
-            results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
-        except (CnnlabError, OSError) as e:
-            failed += 1
-            results.append({"file": str(f), "error": " ".join(str(e).split())})
+    results = predict.classify_files(Path(args.model), predict.expand(args.images), args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             shown = r.get("error") or "  ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])
             print(f"{r['file']}: {shown}")
+    failed = sum("error" in r for r in results)
     if failed:
-        raise CnnlabError(f"{failed} of {len(files)} file(s) could not be classified (see above)")
+        raise CnnlabError(f"{failed} of {len(results)} file(s) could not be classified (see above)")
 
 
 def cmd_export(args):

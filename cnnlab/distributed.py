@@ -63,7 +63,7 @@ def launch(argv: list, procs: int) -> int:
     """`cnnlab train --procs N ...`: run torchrun on this machine with the same arguments and report how it
     ended in one line. Rank 0's output passes through; torchrun's own report goes to the run's log file."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
-           "-m", "cnnlab", *argv]
+           "-m", "cnnlab", *_without_option(argv, "--procs")]  # each rank is one process
     child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     _, err = child.communicate()
     if child.returncode == 0:
@@ -75,6 +75,19 @@ def launch(argv: list, procs: int) -> int:
         log.write(err)  # torchrun's full report, for whoever needs more than one line
     raise CnnlabError(f"a training process died ({_cause(err) or f'torchrun exit status {child.returncode}'}); "
                       f"every finished epoch is saved: run the same command to resume (torchrun's log: {log.name})")
+
+
+def _without_option(argv: list, option: str) -> list:
+    """argv less `--option VALUE` / `--option=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
 
 
 def _cause(torchrun_log: str) -> str:

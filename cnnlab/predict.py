@@ -65,6 +65,22 @@ def classify(model, about: dict, images: list, k: int = 3) -> list:
             for idx, val in zip(top.indices, top.values)]
 
 
+def classify_files(model_path: Path, files: list, k: int = 3) -> list:
+    """{"file", "top": [{"class", "probability"}]} per file, or {"file", "error"}: one at a time, so a broken
+    file costs only its own entry."""
+    if not files:
+        raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
+    model, about = load_model(model_path)
+    results = []
+    for f in files:
+        try:
+            top = classify(model, about, [formats.decode_image(f.read_bytes(), str(f))], k)[0]
+            results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
+        except (CnnlabError, OSError) as e:
+            results.append({"file": str(f), "error": " ".join(str(e).split())})
+    return results
+
+
 def expand(paths) -> list:
     """Files as given; folders become the images inside them, sorted."""
     out = []
