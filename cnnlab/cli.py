@@ -140,10 +140,10 @@ def cmd_sweep(args):
 
 
 def cmd_compare(args):
-    from cnnlab import registry, report
+    from cnnlab import registry, report, run_facts
     db = Path(args.runs) / registry.FILENAME
     folders = [Path(r) if Path(r).is_dir() else Path(registry.lookup(db, [r])[0]["path"]) for r in args.run]
-    print(report.comparison_table([report.run_summary(f, args.data_dir) for f in folders]))
+    print(report.comparison_table([run_facts.run_summary(f, args.data_dir) for f in folders]))
 
 
 def cmd_lab(args):

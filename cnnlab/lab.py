@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from cnnlab import CnnlabError, config, datasets, presets, report
+from cnnlab import CnnlabError, config, datasets, presets, report, run_facts
 from cnnlab.run import train_run
 
 LAB = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the lab's order; the CIFAR ones need CIFAR-10
@@ -57,7 +57,7 @@ def run_lab(runs: Path, quick: bool = False, cifar: str | None = None, data_dir:
         say(f"== {name} on {cfg.data or cfg.dataset} ({cfg.epochs} epochs{', quick' if quick else ''})")
         train_run(cfg, out / name, data_dir, say=say, registry_db=Path(runs) / "registry.sqlite")
     seconds = time.perf_counter() - started
-    runs_info = {name: report.gather(out / name, data_dir, evaluate=False) for name in LAB}
+    runs_info = {name: run_facts.gather(out / name, data_dir, evaluate=False) for name in LAB}
     intro = answers(runs_info, quick, seconds)
     md, html = report.write_report([out / n for n in LAB], out, title="The lab, answered" + (" (quick)" if quick
                                    else ""), intro_md=intro, data_dir=data_dir)

@@ -165,7 +165,7 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
               sampler: str = "grid", stop_after: int = 0, data_dir: str | None = None, seed: int = 0, say=print):
     """Run trials until the study has `trials` finished ones (the whole grid by default), or `stop_after` here."""
     optuna = _optuna()
-    from cnnlab.report import read_history
+    from cnnlab.run_facts import read_history
     from cnnlab.run import train_run
     runs = Path(runs)
     runs.mkdir(parents=True, exist_ok=True)
