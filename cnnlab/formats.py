@@ -238,7 +238,7 @@ def resize(img: Image.Image, size: tuple) -> Image.Image:
     size = tuple(size)
     if img.size == size:
         return img
-    if img.size[0] < size[0] and img.size[1] < size[1]:
+    if img.size[0] <= size[0] and img.size[1] <= size[1]:
         return img.resize(size, Image.BILINEAR)
     if img.mode in ("L", "RGB") and img.size[0] * img.size[1] <= ENLARGEMENT_CHECK_PIXELS:
         centres = _centre_samples(img, size)
