@@ -31,9 +31,12 @@ from pathlib import Path
 
 import torch
 
-from cnnlab import datasets, models, presets
-from cnnlab.datasets import Split
-from cnnlab.train import Trainer, uses_bf16
+from cnnlab.data import datasets
+from cnnlab.models import specs
+from cnnlab.models import presets
+from cnnlab.data.datasets import Split
+from cnnlab.training.optimizers import uses_bf16
+from cnnlab.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 LAB_PRESETS = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the ones the Keras peer builds too
@@ -90,7 +93,7 @@ def preset_gemms(name: str) -> tuple:
     """(step_gemms of a preset's network at its batch size, the batch size)."""
     cfg = presets.preset(name)
     shape = datasets.BUILTIN[cfg.dataset]["shape"]
-    model, _ = models.build(cfg.layers, shape, 10, cfg.init)
+    model, _ = specs.build(cfg.layers, shape, 10, cfg.init)
     return step_gemms(model, shape, cfg.batch_size), cfg.batch_size
 
 
@@ -110,7 +113,7 @@ def cnnlab_speed(name: str, precision: str, steps: int, repeats: int) -> float:
     data = Split(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
                  torch.randint(0, 10, (n,), generator=g))
     torch.manual_seed(0)
-    model, _ = models.build(cfg.layers, shape, 10, cfg.init)
+    model, _ = specs.build(cfg.layers, shape, 10, cfg.init)
     with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as quiet:
         stdout, sys.stdout = sys.stdout, quiet  # the progress lines
         try:

@@ -17,9 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cnnlab import CnnlabError, config, presets
-from cnnlab.callbacks import Callback
-from cnnlab.run import train_run
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core import config
+from cnnlab.models import presets
+from cnnlab.training.callbacks import Callback
+from cnnlab.experiments.runs import train_run
 
 
 class StopAtTarget(Callback):

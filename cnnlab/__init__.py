@@ -1,13 +1,11 @@
-"""cnnlab: train, checkpoint, stop early, resume and evaluate small image classifiers on a CPU."""
+"""cnnlab: train, evaluate, explain and serve small image classifiers (MLPs and CNNs), in Keras' words, on PyTorch.
 
-__version__ = "0.1.0"
+    import cnnlab
+    run = cnnlab.train("mnist-cnn", epochs=1)
+    run.history["val_accuracy"], run.evaluate().accuracy, run.predict(images)
 
-
-class CnnlabError(Exception):
-    """A problem with the user's input or files: the CLI prints it as one line and exits with status 2."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # one line, whatever a wrapped library said
+The public API is what `__all__` lists (documented in docs/api.md); `cnnlab.callbacks` holds Keras' callbacks.
+"""
 
 
 def _flush_denormals():
@@ -20,3 +18,8 @@ def _flush_denormals():
 
 
 _flush_denormals()
+
+from cnnlab.core import __version__  # noqa: E402
+from cnnlab.core.errors import CnnlabError  # noqa: E402
+
+__all__ = ["CnnlabError", "__version__"]

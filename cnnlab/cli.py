@@ -8,7 +8,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnlab import CnnlabError, config, datasets, models, presets
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core import config
+from cnnlab.data import datasets
+from cnnlab.models import specs
+from cnnlab.models import presets
 
 
 def build_config(args):
@@ -52,8 +56,8 @@ def run_folder(runs: str, name: str) -> Path:
 
 
 def cmd_train(args):
-    from cnnlab import distributed
-    from cnnlab.run import train_run
+    from cnnlab.training import distributed
+    from cnnlab.experiments.runs import train_run
     cfg, name = build_config(args)
     cfg.tensorboard = cfg.tensorboard or args.tensorboard
     run_dir = run_folder(args.runs, args.name or name)
@@ -68,7 +72,7 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from cnnlab.run import evaluate_run
+    from cnnlab.experiments.runs import evaluate_run
     r = evaluate_run(Path(args.run), args.which, args.data_dir)
     if r["note"]:
         print(f"note: {r['note']}")
@@ -79,7 +83,7 @@ def cmd_evaluate(args):
 
 
 def cmd_report(args):
-    from cnnlab.report import write_report
+    from cnnlab.reports.report import write_report
     out = args.out or (args.runs[0] if len(args.runs) == 1 else "reports")
     for path in write_report([Path(r) for r in args.runs], Path(out), data_dir=args.data_dir):
         print(path)
@@ -87,7 +91,7 @@ def cmd_report(args):
 
 def cmd_predict(args):
     import json
-    from cnnlab import predict
+    from cnnlab.serving import predict
     results = predict.classify_files(Path(args.model), predict.expand(args.images), args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -101,12 +105,12 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    from cnnlab.export import export
+    from cnnlab.serving.export import export
     export(Path(args.model), args.format, Path(args.out) if args.out else None, args.check_images, args.data_dir)
 
 
 def cmd_runs(args):
-    from cnnlab import registry
+    from cnnlab.experiments import registry
     db = Path(args.runs) / registry.FILENAME
     rows = registry.runs(db, args.status or "", args.preset or "", args.dataset or "", args.name or "")
     if args.json:
@@ -120,7 +124,7 @@ def cmd_runs(args):
 
 
 def cmd_sweep(args):
-    from cnnlab import sweep
+    from cnnlab.experiments import sweep
     cfg, name = build_config(args)
     space = sweep.load_space(args.space) if args.space else sweep.Space()
     space.grid |= sweep.parse_grid(args.grid or [])
@@ -132,7 +136,7 @@ def cmd_sweep(args):
     print(sweep.ranking_table(rows))
     best = [Path(r["run"]) for r in rows if r["state"] == "complete" and r["run"]][:args.top]
     if best:
-        from cnnlab.report import write_report
+        from cnnlab.reports.report import write_report
         intro = f"Trials ranked by best validation accuracy.\n\n{sweep.ranking_table(rows)}\n"
         for path in write_report(best, Path(args.runs) / f"{study_name}-report", title=f"Sweep {study_name}",
                                  intro_md=intro, data_dir=args.data_dir):
@@ -140,14 +144,16 @@ def cmd_sweep(args):
 
 
 def cmd_compare(args):
-    from cnnlab import registry, report, run_facts
+    from cnnlab.experiments import registry
+    from cnnlab.reports import report
+    from cnnlab.reports import facts
     db = Path(args.runs) / registry.FILENAME
     folders = [Path(r) if Path(r).is_dir() else Path(registry.lookup(db, [r])[0]["path"]) for r in args.run]
-    print(report.comparison_table([run_facts.run_summary(f, args.data_dir) for f in folders]))
+    print(report.comparison_table([facts.run_summary(f, args.data_dir) for f in folders]))
 
 
 def cmd_lab(args):
-    from cnnlab.lab import run_lab
+    from cnnlab.experiments.lab import run_lab
     md, html, seconds = run_lab(Path(args.runs), args.quick, args.cifar, args.data_dir)
     print(f"this invocation of the lab took {seconds / 60:.1f} minutes; report: {html} (and {md})")
 
@@ -159,9 +165,9 @@ def cmd_summary(args):
         shape, classes = ds.input_shape, len(ds.classes)
     else:  # a built-in data set: known without loading it
         shape, classes = datasets.BUILTIN[cfg.dataset]["shape"], 10
-    _, infos = models.build(cfg.layers, shape, classes)
+    _, infos = specs.build(cfg.layers, shape, classes)
     print(f"Model: {cfg.preset} (input {shape[1]}x{shape[2]}x{shape[0]})")
-    print(models.summary(infos, shape))
+    print(specs.summary(infos, shape))
 
 
 def cmd_presets(args):
@@ -176,7 +182,7 @@ def cmd_datasets(args):
 
 
 def cmd_serve(args):
-    from cnnlab.serve import serve
+    from cnnlab.serving.serve import serve
     serve(Path(args.model), args.host, args.port, args.quiet)
 
 

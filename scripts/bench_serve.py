@@ -27,7 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab import checkpoints, config, formats, models, predict, presets
+from cnnlab.core import checkpoints
+from cnnlab.core import config
+from cnnlab.data import formats
+from cnnlab.models import specs
+from cnnlab.serving import predict
+from cnnlab.models import presets
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -35,7 +40,7 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 def untrained_cifar_cnn(folder: Path) -> Path:
     cfg = presets.preset("cifar-cnn")
     torch.manual_seed(0)
-    model, _ = models.build(cfg.layers, (3, 32, 32), 10, cfg.init)
+    model, _ = specs.build(cfg.layers, (3, 32, 32), 10, cfg.init)
     path = folder / "cifar-cnn-untrained.pt"
     checkpoints.save(path, {"config": config.to_dict(cfg), "epoch": 0, "model": model.state_dict(),
                             "about": {"classes": CIFAR_CLASSES, "input_shape": [3, 32, 32],

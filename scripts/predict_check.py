@@ -18,16 +18,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cnnlab import config, models, predict
-from cnnlab.run import prepare_data
-from cnnlab.train import to_input
+from cnnlab.core import config
+from cnnlab.models import specs
+from cnnlab.serving import predict
+from cnnlab.data.splits import prepare_data
+from cnnlab.data.transforms import to_input
 
 
 def in_memory_top1(run: Path, x: torch.Tensor) -> tuple:
     """(top-1 class indices, their probabilities, the gap to the second class) on the in-memory uint8 images."""
     model, _ = predict.load_model(run)
     with torch.inference_mode():
-        top = torch.softmax(model(to_input(x, models.uses_conv(model))), 1).topk(2, 1)
+        top = torch.softmax(model(to_input(x, specs.uses_conv(model))), 1).topk(2, 1)
     return top.indices[:, 0].tolist(), top.values[:, 0].tolist(), (top.values[:, 0] - top.values[:, 1]).tolist()
 
 

@@ -39,8 +39,9 @@ def mnist_cnn_run(real_data, tmp_path_factory):
 def small_cnn_run(real_data, tmp_path_factory):
     """A small CNN after one epoch on 4,000 real MNIST images: about 93% test accuracy in under 10 s; it
     recognises drawn digits well enough for the serve and browser tests, which share it."""
-    from cnnlab import config, presets
-    from cnnlab.run import train_run
+    from cnnlab.core import config
+    from cnnlab.models import presets
+    from cnnlab.experiments.runs import train_run
     conv, dense = presets.conv, presets.dense
     cfg = config.from_dict({
         "dataset": "mnist", "epochs": 1, "batch_size": 32, "init": "he_uniform",

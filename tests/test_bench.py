@@ -38,10 +38,11 @@ def test_keras_peer_builds_the_presets_with_cnnlab_parameter_counts():
     r = run("-c", code)
     assert r.returncode == 0, r.stderr
     keras_counts = eval(r.stdout.strip().splitlines()[-1])
-    from cnnlab import models, presets
+    from cnnlab.models import specs
+    from cnnlab.models import presets
     for name, count in keras_counts.items():
         cfg = presets.preset(name)
-        _, infos = models.build(cfg.layers, (1, 28, 28) if name == "mnist-cnn" else (3, 32, 32), 10, cfg.init)
+        _, infos = specs.build(cfg.layers, (1, 28, 28) if name == "mnist-cnn" else (3, 32, 32), 10, cfg.init)
         assert count == sum(i.params + i.buffers for i in infos), name
     r = run("bench/keras_peer.py", "mlp", "--steps", 2, "--variants", "fit,bf16")
     rows = [json.loads(line) for line in r.stdout.splitlines()]
@@ -74,11 +75,12 @@ def test_step_gemms_are_a_training_steps_multiplies():
     layer, its weight gradient too; its mirrored test-time pass is not part of a training step."""
     sys.path.insert(0, str(ROOT / "bench"))
     import speed
-    from cnnlab import models, presets
+    from cnnlab.models import specs
+    from cnnlab.models import presets
     for name, shape, batch in [("mnist-cnn", (1, 28, 28), 32), ("cifar-cnn", (3, 32, 32), 64),
                                ("cifar-fast", (3, 32, 32), 512)]:
         cfg = presets.preset(name)
-        model, infos = models.build(cfg.layers, shape, 10, cfg.init)
+        model, infos = specs.build(cfg.layers, shape, 10, cfg.init)
         first = next(i for i in infos if i.flops)
         skipped = 2 if name == "cifar-fast" else 1
         gemms = speed.step_gemms(model, shape, batch)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab import datasets, formats, predict
+from cnnlab.data import datasets
+from cnnlab.data import formats
+from cnnlab.serving import predict
 from test_serve import png_bytes, running_server
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

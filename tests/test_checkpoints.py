@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-from cnnlab import CnnlabError, checkpoints
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core import checkpoints
 
 
 def test_nested_state_roundtrip(tmp_path):

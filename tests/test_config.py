@@ -3,7 +3,9 @@ import tomllib
 
 import pytest
 
-from cnnlab import CnnlabError, config, presets
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core import config
+from cnnlab.models import presets
 
 
 def test_set_dotted_keys_with_toml_values():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab import conv
+from cnnlab.models import conv
 
 
 def outputs_and_grads(module, x, grad_out, bf16):

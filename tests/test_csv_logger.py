@@ -1,6 +1,6 @@
 import csv
 
-from cnnlab.callbacks import CSVLogger
+from cnnlab.training.callbacks import CSVLogger
 from callback_helpers import drive
 
 

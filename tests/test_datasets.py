@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from cnnlab import CnnlabError, datasets
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data import datasets, splits
 from conftest import write_idx_set
 
 
@@ -53,8 +54,8 @@ def test_real_fashion_mnist(real_data):
 
 def test_stratified_split_is_seeded_and_proportional():
     y = torch.arange(1000) % 4
-    tr, va = datasets.stratified_split(y, 0.1, seed=3)
+    tr, va = splits.stratified_split(y, 0.1, seed=3)
     assert len(va) == 100 and len(tr) == 900 and not set(tr.tolist()) & set(va.tolist())
     assert torch.bincount(y[va]).tolist() == [25, 25, 25, 25]
-    assert torch.equal(va, datasets.stratified_split(y, 0.1, seed=3)[1])
-    assert not torch.equal(va, datasets.stratified_split(y, 0.1, seed=4)[1])
+    assert torch.equal(va, splits.stratified_split(y, 0.1, seed=3)[1])
+    assert not torch.equal(va, splits.stratified_split(y, 0.1, seed=4)[1])

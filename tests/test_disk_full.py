@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from cnnlab import checkpoints
+from cnnlab.core import checkpoints
 from conftest import cnnlab
 
 

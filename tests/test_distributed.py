@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from cnnlab import checkpoints, registry
+from cnnlab.core import checkpoints
+from cnnlab.experiments import registry
 from conftest import ROOT, cnnlab
 
 # The lab's MLP has no dropout, so 1 and 2 processes see the same batches and should end with the same

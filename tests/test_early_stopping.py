@@ -1,4 +1,4 @@
-from cnnlab.callbacks import EarlyStopping
+from cnnlab.training.callbacks import EarlyStopping
 from callback_helpers import drive, weight_epoch
 
 

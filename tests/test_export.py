@@ -7,7 +7,9 @@ import onnxruntime
 import pytest
 import torch
 
-from cnnlab import datasets, export, predict
+from cnnlab.data import datasets
+from cnnlab.serving import export
+from cnnlab.serving import predict
 from conftest import cnnlab
 
 

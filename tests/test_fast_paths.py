@@ -5,9 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab import config, datasets, models, presets
-from cnnlab.datasets import Split
-from cnnlab.train import Trainer, augment, gaussian_blur, make_optimizer, to_input
+from cnnlab.core import config
+from cnnlab.data import datasets
+from cnnlab.models import specs
+from cnnlab.models import presets
+from cnnlab.data.datasets import Split
+from cnnlab.data.transforms import augment, gaussian_blur, to_input
+from cnnlab.training.optimizers import make_optimizer
+from cnnlab.training.trainer import Trainer
 
 SHAPES = {name: datasets.BUILTIN[p["dataset"]]["shape"] for name, p in presets.PRESETS.items()}
 
@@ -24,7 +29,7 @@ def test_fused_step_matches_the_reference_optimizer(name):
     results = []
     for fused in (True, False):
         torch.manual_seed(0)
-        model, _ = models.build(cfg.layers, SHAPES[name], 10, cfg.init)
+        model, _ = specs.build(cfg.layers, SHAPES[name], 10, cfg.init)
         model.eval()  # no dropout noise: the two runs must see the same function
         if fused:
             opt = make_optimizer(model.parameters(), cfg.optimizer)
@@ -51,13 +56,13 @@ def test_bf16_and_channels_last_compute_the_fp32_function(name):
     bf16's precision (8 bits of mantissa) and picks the same class for nearly every image."""
     cfg = presets.preset(name)
     torch.manual_seed(0)
-    model, _ = models.build(cfg.layers, SHAPES[name], 10, cfg.init)
+    model, _ = specs.build(cfg.layers, SHAPES[name], 10, cfg.init)
     x, _ = batch(SHAPES[name], n=64)
-    models.fit_whitening(model, x)
+    specs.fit_whitening(model, x)
     model.eval()
     with torch.no_grad():
         reference = model(to_input(x, False))
-        conv = models.uses_conv(model)
+        conv = specs.uses_conv(model)
         if conv:
             model.to(memory_format=torch.channels_last)
         last = model(to_input(x, conv))
@@ -74,7 +79,7 @@ def test_pooling_before_relu_is_the_same_function_and_gradient():
     logits and the same weight gradients, including where a whole pooling window is negative."""
     cfg = presets.preset("mnist-cnn")
     torch.manual_seed(0)
-    model, _ = models.build(cfg.layers, (1, 28, 28), 10, cfg.init)
+    model, _ = specs.build(cfg.layers, (1, 28, 28), 10, cfg.init)
     model.eval()
     kinds = [type(m).__name__ for m in model]
     assert kinds[:3] == ["Conv2d", "MaxPool2d", "ReLU"]  # the reordering happened
@@ -105,7 +110,7 @@ def test_bf16_training_follows_fp32_training(real_data):
         cfg = config.from_dict({"layers": layers, "epochs": 1, "batch_size": 32, "precision": precision,
                                 "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}})
         torch.manual_seed(0)
-        model, _ = models.build(cfg.layers, (1, 28, 28), 10)
+        model, _ = specs.build(cfg.layers, (1, 28, 28), 10)
         trainer = Trainer(model, cfg, train, test, [], "/nonexistent")
         trainer.save_state = lambda: None  # nothing to save in this comparison
         out[precision] = trainer.fit()[-1]
@@ -161,9 +166,9 @@ def test_whitening_decorrelates_the_training_patches():
     torch.manual_seed(0)
     smooth = F.avg_pool2d(torch.rand(400, 3, 34, 34), 3, 1)  # correlated neighbouring pixels, like photos
     images = (smooth * 255).to(torch.uint8)
-    model, infos = models.build([{"type": "whiten", "kernel": 2}, {"type": "flatten"},
+    model, infos = specs.build([{"type": "whiten", "kernel": 2}, {"type": "flatten"},
                                  {"type": "dense", "units": "classes"}], (3, 32, 32), 10)
-    models.fit_whitening(model, images)
+    specs.fit_whitening(model, images)
     whiten = model[0]
     assert not whiten.weight.requires_grad and infos[0].params == 24 and infos[0].buffers == 288
     with torch.no_grad():
@@ -178,7 +183,7 @@ def test_whitening_decorrelates_the_training_patches():
 def test_flip_tta_averages_the_mirror_at_evaluation_only():
     layers = [{"type": "flip_tta"}, {"type": "flatten"}, {"type": "dense", "units": "classes"}]
     torch.manual_seed(0)
-    model, _ = models.build(layers, (1, 4, 4), 3)
+    model, _ = specs.build(layers, (1, 4, 4), 3)
     plain = torch.nn.Sequential(*model)  # the same layers, no averaging
     x = torch.rand(5, 1, 4, 4)
     assert torch.equal(model.train()(x), plain(x))
@@ -190,7 +195,7 @@ def test_onecycle_warms_up_then_decays_to_zero():
     cfg = config.from_dict({"layers": [{"type": "flatten"}, {"type": "dense", "units": "classes"}], "epochs": 4,
                             "batch_size": 10, "lr_schedule": "onecycle", "warmup_epochs": 1,
                             "optimizer": {"name": "sgd", "lr": 0.4}})
-    model, _ = models.build(cfg.layers, (1, 2, 2), 2)
+    model, _ = specs.build(cfg.layers, (1, 2, 2), 2)
     data = Split(torch.zeros(100, 1, 2, 2, dtype=torch.uint8), torch.zeros(100, dtype=torch.int64))
     trainer = Trainer(model, cfg, data, None, [], "/nonexistent")
     lrs = []

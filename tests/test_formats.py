@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import CnnlabError, datasets, formats
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data import datasets
+from cnnlab.data import formats
 from conftest import idx_bytes, write_idx_set
 
 

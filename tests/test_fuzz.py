@@ -21,7 +21,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from cnnlab import CnnlabError, config, formats, models
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core import config
+from cnnlab.data import formats
+from cnnlab.models import specs
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name")
 EXAMPLES = int(os.environ.get("CNNLAB_FUZZ_EXAMPLES", "150"))
@@ -146,7 +149,7 @@ def test_config_and_model_spec(d, layers, set_item):
         config.set_value(cfg, *config.parse_set(set_item))
         return cfg
     clean_error_or_arrays(check)
-    clean_error_or_arrays(models.build, layers, (1, 8, 8), 10)
+    clean_error_or_arrays(specs.build, layers, (1, 8, 8), 10)
 
 
 @fuzz

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from cnnlab import lab, registry
+from cnnlab.experiments import lab
+from cnnlab.experiments import registry
 from conftest import cnnlab
 
 

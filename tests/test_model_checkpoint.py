@@ -1,4 +1,4 @@
-from cnnlab.callbacks import ModelCheckpoint
+from cnnlab.training.callbacks import ModelCheckpoint
 from callback_helpers import drive
 
 

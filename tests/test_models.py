@@ -1,6 +1,8 @@
 import pytest
 
-from cnnlab import CnnlabError, models, presets
+from cnnlab.core.errors import CnnlabError
+from cnnlab.models import specs
+from cnnlab.models import presets
 
 
 @pytest.mark.parametrize("name, shape, trainable, total", [
@@ -10,15 +12,15 @@ from cnnlab import CnnlabError, models, presets
     ("cifar-cnn", (3, 32, 32), 551_722, 552_874),
 ])
 def test_parameter_counts_equal_keras(name, shape, trainable, total):
-    model, infos = models.build(presets.preset(name).layers, shape, 10)
+    model, infos = specs.build(presets.preset(name).layers, shape, 10)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
-    text = models.summary(infos, shape)
+    text = specs.summary(infos, shape)
     assert f"Trainable params: {trainable:,}" in text and f"Total params: {total:,}" in text
 
 
 def test_mnist_cnn_on_too_small_images_names_the_layer():
     with pytest.raises(CnnlabError, match=r"layer 4 \(conv2d\).*5x5 'valid' kernel.*gets 4x4"):
-        models.build(presets.preset("mnist-cnn").layers, (1, 16, 16), 10)
+        specs.build(presets.preset("mnist-cnn").layers, (1, 16, 16), 10)
 
 
 @pytest.mark.parametrize("layers, message", [
@@ -31,11 +33,11 @@ def test_mnist_cnn_on_too_small_images_names_the_layer():
 ])
 def test_bad_specs(layers, message):
     with pytest.raises(CnnlabError, match=message):
-        models.build(layers, (1, 8, 8), 10)
+        specs.build(layers, (1, 8, 8), 10)
 
 
 def test_flops_of_a_conv():
-    _, infos = models.build([{"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
+    _, infos = specs.build([{"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
                              {"type": "flatten"}, {"type": "dense", "units": "classes"}], (2, 5, 5), 3)
     assert infos[0].flops == 2 * 3 * 3 * 2 * 4 * 5 * 5
     assert infos[2].flops == 2 * 100 * 3
@@ -43,9 +45,9 @@ def test_flops_of_a_conv():
 
 def test_absurd_sizes_are_refused_before_allocating():
     with pytest.raises(CnnlabError, match="from 1 to"):
-        models.build([{"type": "conv2d", "filters": 10**9, "kernel": 3}], (1, 8, 8), 10)
+        specs.build([{"type": "conv2d", "filters": 10**9, "kernel": 3}], (1, 8, 8), 10)
     with pytest.raises(CnnlabError, match="over 500,000,000 parameters"):
-        models.build([{"type": "flatten"}, {"type": "dense", "units": 1 << 20}, {"type": "dense", "units": 1 << 20}],
+        specs.build([{"type": "flatten"}, {"type": "dense", "units": 1 << 20}, {"type": "dense", "units": 1 << 20}],
                       (1, 8, 8), 10)
 
 
@@ -53,7 +55,7 @@ def test_absurd_sizes_are_refused_before_allocating():
 def test_same_padding_gives_ceil_of_input_over_stride(kernel, stride, size):
     import torch
     layers = [{"type": "conv2d", "filters": 2, "kernel": kernel, "stride": stride, "padding": "same"}]
-    model, infos = models.build(layers + [{"type": "flatten"}, {"type": "dense", "units": "classes"}], (1, size, size), 3)
+    model, infos = specs.build(layers + [{"type": "flatten"}, {"type": "dense", "units": "classes"}], (1, size, size), 3)
     expected = -(-size // stride)
     assert infos[0].output_shape == (2, expected, expected)
     assert model(torch.zeros(2, 1, size, size)).shape == (2, 3)

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from cnnlab import registry
+from cnnlab.experiments import registry
 from conftest import ROOT
 
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab import datasets, predict
-from cnnlab.train import to_input
+from cnnlab.data import datasets
+from cnnlab.serving import predict
+from cnnlab.data.transforms import to_input
 from conftest import cnnlab
 
 

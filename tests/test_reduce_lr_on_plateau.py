@@ -1,6 +1,6 @@
 import pytest
 
-from cnnlab.callbacks import ReduceLROnPlateau
+from cnnlab.training.callbacks import ReduceLROnPlateau
 from callback_helpers import drive
 
 

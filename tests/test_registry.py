@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from cnnlab import registry
+from cnnlab.experiments import registry
 from conftest import ROOT, cnnlab
 
 # The lab's MLP on an MNIST subset: a second or so per epoch, so a test can watch, kill and resume it.

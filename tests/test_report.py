@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from cnnlab import report, run_facts
+from cnnlab.reports import report
+from cnnlab.reports import facts
 from conftest import ROOT, cnnlab
 
 TINY = ["--set", 'layers=[{type="flatten"}, {type="dense", units=32, activation="relu"}, {type="dense", units="classes"}]',
@@ -56,12 +57,12 @@ def test_one_run_report(runs, tmp_path):
 
 
 def test_results_match_the_run(runs):
-    s = run_facts.run_summary(runs / "small")
+    s = facts.run_summary(runs / "small")
     result = json.loads((runs / "small" / "results.json").read_text())
     assert s["status"] == "finished" and s["epochs"] == 3 and s["test_accuracy"] == result["test"]["accuracy"]
     assert s["params"] == 784 * 32 + 32 + 33 * 10 and s["flops"] == 2 * (784 * 32 + 32 * 10)
     assert s["test_accuracy"] > 0.8 and s["sec_per_epoch"] > 0  # chance is 0.1
-    info = run_facts.gather(runs / "small")
+    info = facts.gather(runs / "small")
     assert sum(map(sum, info["test"]["confusion"])) == 500
 
 
@@ -72,7 +73,7 @@ def test_crashed_runs_are_reported_as_crashed(runs, tmp_path):
     assert md.startswith("# Three runs\n\n## Answers\n\nSee **below**.\n\n## Comparison")
     assert "## killed — crashed" in md and "crashed or interrupted after" in md and "of 500 epochs" in md
     assert "## no-results — crashed" in md and "after 3 of 3 epochs" in md
-    killed = run_facts.run_summary(runs / "killed")
+    killed = facts.run_summary(runs / "killed")
     assert killed["status"] == "crashed" and killed["epochs"] >= 3 and killed["test_accuracy"] is None
     table = md.split("## Comparison")[1].split("\n\n")[1]
     assert table.startswith("| Run | Preset |") and len(table.splitlines()) == 5
@@ -89,13 +90,13 @@ def test_cli(runs, tmp_path, real_data):
 
 
 def test_a_run_being_trained_is_reported_as_running(runs):
-    from cnnlab.run import lock
+    from cnnlab.core.locks import lock
     held = lock(runs / "killed")  # what a training process holds; the OS drops it when that process dies
     try:
-        assert run_facts.run_summary(runs / "killed")["status"] == "running"
+        assert facts.run_summary(runs / "killed")["status"] == "running"
     finally:
         held.close()
-    assert run_facts.run_summary(runs / "killed")["status"] == "crashed"
+    assert facts.run_summary(runs / "killed")["status"] == "crashed"
 
 
 def test_html_follows_markdown_line_by_line(tmp_path):
@@ -108,13 +109,13 @@ def test_html_follows_markdown_line_by_line(tmp_path):
 
 
 def test_recipe_rows_name_each_training_choice():
-    from cnnlab import presets
+    from cnnlab.models import presets
     cfg = presets.preset("cifar-fast")
     cfg.optimizer.use_ema, cfg.optimizer.ema_momentum, cfg.augment.blur = True, 0.98, 0.8
-    rows = dict(run_facts.hyperparameters(cfg, 10, 1, 1))
+    rows = dict(facts.hyperparameters(cfg, 10, 1, 1))
     assert rows["Weight averaging"].startswith("moving average, momentum 0.98 per step")
     assert rows["Label smoothing"] == "0.2"
     assert "one-cycle: 3.5 epochs of warm-up" in rows["Learning rate"]
     assert rows["Augmentation"] == "left-right flips, shifts up to 2 px, Gaussian blur up to 0.8 px"
-    plain = dict(run_facts.hyperparameters(presets.preset("mnist-cnn"), 10, 1, 1))
+    plain = dict(facts.hyperparameters(presets.preset("mnist-cnn"), 10, 1, 1))
     assert "Weight averaging" not in plain and "Label smoothing" not in plain

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cnnlab import CnnlabError, datasets, formats, predict, serve
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data import datasets
+from cnnlab.data import formats
+from cnnlab.serving import predict
+from cnnlab.serving import serve
 from conftest import ROOT, cnnlab
 
 

@@ -9,7 +9,9 @@ import sys
 import optuna
 import pytest
 
-from cnnlab import CnnlabError, registry, sweep
+from cnnlab.core.errors import CnnlabError
+from cnnlab.experiments import registry
+from cnnlab.experiments import sweep
 from conftest import ROOT, cnnlab
 
 GRID = ["--grid", "optimizer=sgd,adam", "--grid", "lr=1e-3,1e-1"]

@@ -3,7 +3,7 @@
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from callback_helpers import FakeTrainer
-from cnnlab.callbacks import TensorBoard
+from cnnlab.training.callbacks import TensorBoard
 from conftest import cnnlab
 
 

@@ -5,10 +5,14 @@ import io
 import pytest
 import torch
 
-from cnnlab import checkpoints, config, datasets, models, presets
-from cnnlab.datasets import Split
-from cnnlab.progress import Progress
-from cnnlab.train import Trainer
+from cnnlab.core import checkpoints
+from cnnlab.core import config
+from cnnlab.data import datasets
+from cnnlab.models import specs
+from cnnlab.models import presets
+from cnnlab.data.datasets import Split
+from cnnlab.training.callbacks import Callback, ProgressBar
+from cnnlab.training.trainer import Trainer
 
 TINY = [{"type": "conv2d", "filters": 4, "kernel": 3, "activation": "relu"}, {"type": "maxpool"},
         {"type": "flatten"}, {"type": "dropout", "rate": 0.2}, {"type": "dense", "units": "classes"}]
@@ -23,7 +27,7 @@ def mnist_slice(real_data):
 def make_trainer(tmp_path, data, **optimizer):
     cfg = config.from_dict({"layers": TINY, "epochs": 1, "batch_size": 32, "optimizer": optimizer})
     torch.manual_seed(0)
-    model, _ = models.build(cfg.layers, (1, 28, 28), 10)
+    model, _ = specs.build(cfg.layers, (1, 28, 28), 10)
     return Trainer(model, cfg, data[0], data[1], [], tmp_path)
 
 
@@ -66,27 +70,30 @@ class Tty(io.StringIO):
         return True
 
 
-def test_progress_bar_on_a_terminal_only(capsys):
-    tty, pipe = Tty(), io.StringIO()
-    for stream in (tty, pipe):
-        p = Progress("Epoch 1/1", 10, stream=stream)
-        p.update(10, 0.5)
-        p.done({"loss": 0.5, "accuracy": 0.9, "lr": 0.01, "seconds": 1.0})
-    assert "[" in tty.getvalue() and "10/10" in tty.getvalue()
-    assert pipe.getvalue() == ""
-    assert capsys.readouterr().out.count("Epoch 1/1 - loss 0.5000 - accuracy 0.9000") == 2
+def test_progress_bar_on_a_terminal_only_and_one_line_per_epoch(tmp_path, mnist_slice, capsys):
+    """A live bar where someone watches (a terminal); nothing but the epoch line in a pipe or a CI log."""
+    for stream in (Tty(), io.StringIO()):
+        t = make_trainer(tmp_path / str(type(stream).__name__), mnist_slice, name="sgd", lr=0.05)
+        t.callbacks.append(ProgressBar(stream))
+        t.callbacks[-1].set_trainer(t)
+        t.fit()
+        if isinstance(stream, Tty):
+            assert "Epoch 1/1" in stream.getvalue() and f"/{t.steps_per_epoch}" in stream.getvalue()
+        else:
+            assert stream.getvalue() == ""
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * t.cfg.epochs and all(line.startswith("Epoch ") for line in lines)
 
 
-def test_presets_train_one_step_each(tmp_path, mnist_slice):
-    """Every preset builds on its data's shape and takes an optimizer step (no shape or dtype surprises)."""
-    for name in presets.PRESETS:
-        cfg = presets.preset(name)
-        cfg.epochs, cfg.batch_size = 1, 8
-        x = mnist_slice[0].x[:8] if cfg.dataset == "mnist" else torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-        model, _ = models.build(cfg.layers, tuple(x.shape[1:]), 10, cfg.init)
-        before = [p.detach().clone() for p in model.parameters()]
-        Trainer(model, cfg, Split(x, mnist_slice[0].y[:8]), None, [], tmp_path / name).fit()
-        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
+class StopAt(Callback):
+    """Raises KeyboardInterrupt at one step, as Ctrl-C would: a user callback sees every batch's end."""
+
+    def __init__(self, epoch, step):
+        self.at = (epoch, step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.trainer.epoch, batch + 1) == self.at:
+            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("ema", [{}, {"use_ema": True, "ema_momentum": 0.9}], ids=["plain", "ema"])
@@ -99,16 +106,10 @@ def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch, ema):
 
     killed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9, **ema)
     killed.cfg.epochs, killed.cfg.autosave_seconds = 3, 1e-9
-    real_update = Progress.update
-
-    def die_at_epoch2_step5(self, step, loss):
-        if killed.epoch == 1 and step == 5:
-            raise KeyboardInterrupt
-        real_update(self, step, loss)
-    monkeypatch.setattr(Progress, "update", die_at_epoch2_step5)
+    killed.callbacks.append(StopAt(epoch=1, step=5))
+    killed.callbacks[-1].set_trainer(killed)
     with pytest.raises(KeyboardInterrupt):
         killed.fit()
-    monkeypatch.undo()
     torch.manual_seed(12345)  # a new process would start from some other RNG state
     resumed = make_trainer(tmp_path / "b", mnist_slice, name="sgd", lr=0.05, momentum=0.9, **ema)
     resumed.cfg.epochs = 3
@@ -139,9 +140,9 @@ def test_use_ema_scores_saves_and_ends_with_the_moving_average(tmp_path, mnist_s
     final = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert all(torch.allclose(final[k].float(), expected[k].float(), atol=1e-6) for k in final)
     assert not torch.allclose(final["5.weight"], live["5.weight"], atol=1e-4)  # the average is not the last weights
-    assert trainer.evaluate(mnist_slice[1], fast=True)["loss"] == pytest.approx(history[-1]["val_loss"], abs=1e-9)
+    assert trainer.evaluate(mnist_slice[1], fast=True).loss == pytest.approx(history[-1]["val_loss"], abs=1e-9)
     trainer.model.load_state_dict(live)
-    assert trainer.evaluate(mnist_slice[1], fast=True)["loss"] != pytest.approx(history[-1]["val_loss"], abs=1e-6)
+    assert trainer.evaluate(mnist_slice[1], fast=True).loss != pytest.approx(history[-1]["val_loss"], abs=1e-6)
     saved = checkpoints.load(tmp_path / "last.pt")  # the resume point keeps both
     assert torch.equal(saved["model"]["5.weight"], final["5.weight"].contiguous())
     assert torch.equal(saved["live_model"]["5.weight"], live["5.weight"].contiguous())
@@ -151,7 +152,7 @@ def test_a_last_batch_of_one_joins_the_previous_one(tmp_path, mnist_slice):
     """33 images at batch 32 with BatchNorm after a dense layer: one batch of 33, not a crash on a batch of 1."""
     layers = [{"type": "flatten"}, {"type": "dense", "units": 16}, {"type": "batchnorm"}, {"type": "dense", "units": "classes"}]
     cfg = config.from_dict({"layers": layers, "epochs": 1, "batch_size": 32})
-    model, _ = models.build(layers, (1, 28, 28), 10)
+    model, _ = specs.build(layers, (1, 28, 28), 10)
     t = Trainer(model, cfg, Split(mnist_slice[0].x[:33], mnist_slice[0].y[:33]), None, [], tmp_path)
     t.fit()
     assert t.step == 1

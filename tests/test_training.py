@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cnnlab import checkpoints
+from cnnlab.core import checkpoints
 from conftest import ROOT, cnnlab
 from test_formats import make_image_folder
 
@@ -86,7 +86,7 @@ def test_changed_settings_on_an_existing_run_are_refused(real_data, tmp_path):
 
 
 def test_second_writer_is_refused(real_data, tmp_path):
-    from cnnlab.run import lock
+    from cnnlab.core.locks import lock
     held = lock(tmp_path / "mnist-cnn")
     r = cnnlab("train", "mnist-cnn", "--runs", tmp_path, *QUICK, env={"CNNLAB_DATA": real_data})
     held.close()

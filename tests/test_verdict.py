@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.verdict import GAP_OVERFIT, verdict
+from cnnlab.reports.verdict import GAP_OVERFIT, verdict
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,0 +1,306 @@
+"""Run configuration: plain dataclasses, read from presets, TOML files and `--set key=value`, written back as TOML.
+
+Every hyperparameter of a run lives here, so a run's config.toml re-runs it exactly.
+"""
+
+import copy
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnlab.core.errors import CnnlabError
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adam | adamw | rmsprop
+    lr: float = 0.01
+    momentum: float = 0.0  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    weight_decay: float = 0.0
+    decay: float = 0.0  # Keras' legacy decay: lr_t = lr / (1 + decay * step)
+    beta1: float = 0.9  # adam, adamw
+    beta2: float = 0.999
+    rho: float = 0.9  # rmsprop
+    epsilon: float = 1e-7  # Keras' default, not PyTorch's 1e-8
+    # Keras' use_ema: keep a moving average of the weights, ema = m * ema + (1 - m) * weights after every step.
+    # The average is the model: validation scores it, checkpoints save it, the run ends with it.
+    use_ema: bool = False
+    ema_momentum: float = 0.99
+
+
+@dataclass
+class CheckpointConfig:  # ModelCheckpoint; `last.pt` for resuming is written every epoch regardless
+    filepath: str = "best.pt"  # may contain {epoch}, e.g. "epoch{epoch:03d}.pt"
+    monitor: str = "val_loss"
+    mode: str = "auto"  # auto | min | max
+    save_best_only: bool = True
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    patience: int = 0
+    mode: str = "auto"
+    baseline: float | None = None
+    restore_best_weights: bool = False
+    start_from_epoch: int = 0
+
+
+@dataclass
+class ReduceLROnPlateauConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    factor: float = 0.1
+    patience: int = 10
+    min_delta: float = 1e-4
+    cooldown: int = 0
+    min_lr: float = 0.0
+    mode: str = "auto"
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = False  # mirror each training image left-right with probability 1/2
+    translate: int = 0  # shift each training image by up to this many pixels (reflected border)
+    # Blur each training image with a Gaussian of random width, sigma uniform in [0, blur] pixels: the softening
+    # that resizing gives a user's picture, which the model then learns to ignore.
+    blur: float = 0.0
+
+
+@dataclass
+class Config:
+    preset: str = ""
+    layers: list = field(default_factory=list)  # model spec, see cnnlab.models
+    init: str = "glorot_uniform"  # kernel initializer: glorot_uniform (Keras' default) | he_uniform
+    dataset: str = "mnist"  # mnist | fashion-mnist | cifar10; ignored when `data` is set
+    data: str = ""  # a folder, .tar.gz or .zip with train/<class>/ and test/<class>/ (or a CIFAR tarball)
+    epochs: int = 5
+    batch_size: int = 32
+    seed: int = 0
+    val_split: float = 0.1  # stratified hold-out of the training set
+    validate_on: str = "val"  # val | test (test is what the lab did; flagged as optimistic)
+    train_subset: int = 0  # > 0: train on a seeded random sample of this many images (quick runs, tests)
+    test_subset: int = 0  # > 0: likewise for the test set
+    threads: int = 0  # 0: one per available core
+    channels_last: bool = True  # memory layout for conv nets: faster on CPU, same math
+    # Training arithmetic: bf16 autocast (weights, optimizer and loss stay float32) or plain fp32. auto: bf16 on
+    # CPUs that compute it natively (AVX512-BF16 or AMX), where it is 1.3-1.9x faster; fp32 elsewhere.
+    # Evaluation, predict and export always run in fp32.
+    precision: str = "auto"
+    autosave_seconds: float = 60.0  # also save a mid-epoch resume point this often (0: at epoch ends only)
+    tensorboard: bool = False  # also write TensorBoard event logs to <run>/tensorboard/{train,validation}
+    label_smoothing: float = 0.0  # training targets (1 - s) on the class, s spread over all classes
+    # constant: optimizer.lr throughout (with optimizer.decay and reduce_lr if set). onecycle: linear warm-up
+    # from 0 to optimizer.lr over warmup_epochs, then linear decay to 0 at the last step.
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    reduce_lr: ReduceLROnPlateauConfig = field(default_factory=ReduceLROnPlateauConfig)
+
+
+CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on": ("val", "test"),
+           "precision": ("auto", "bf16", "fp32"), "lr_schedule": ("constant", "onecycle"),
+           "init": ("glorot_uniform", "he_uniform"),
+           "checkpoint.mode": ("auto", "min", "max"), "early_stopping.mode": ("auto", "min", "max"),
+           "reduce_lr.mode": ("auto", "min", "max")}
+POSITIVE = {"epochs", "batch_size", "optimizer.lr", "reduce_lr.factor"}
+
+
+def from_dict(d: dict, base: Config | None = None) -> Config:
+    """Overlay a nested dict (from TOML or a preset) on `base`, checking every key and type."""
+    cfg = copy.deepcopy(base) if base else Config()
+    for k, v in d.items():
+        set_value(cfg, k, v)
+    return cfg
+
+
+def set_value(cfg: Config, key: str, value):
+    """Set a dotted key (`optimizer.lr`, `early_stopping.patience`, `epochs`); sections accept dicts."""
+    obj, parts = cfg, key.split(".")
+    for p in parts[:-1]:
+        if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
+            raise CnnlabError(f"unknown config key {key!r}")
+        obj = getattr(obj, p)
+    name = parts[-1]
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        raise CnnlabError(f"unknown config key {key!r}; known: {', '.join(_all_keys(cfg))}")
+    current = getattr(obj, name)
+    if dataclasses.is_dataclass(current):
+        if not isinstance(value, dict):
+            raise CnnlabError(f"{key} is a section; give a table of keys")
+        fresh = dataclasses.replace(current)
+        setattr(obj, name, fresh)
+        for k, v in value.items():
+            set_value(cfg, f"{key}.{k}", v)
+        return
+    setattr(obj, name, _check(key, fields[name].type, value))
+
+
+def _check(key, typ, value):
+    bad = CnnlabError(f"{key} must be {getattr(typ, '__name__', typ)}, got {value!r}")
+    if typ in (float, float | None):
+        if value is None and typ is not float:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        value = float(value)
+        if value < 0 or (key in POSITIVE and value == 0):
+            raise CnnlabError(f"{key} must be {'> 0' if key in POSITIVE else '>= 0'}, got {value}")
+        if key == "val_split" and not value < 1:
+            raise CnnlabError(f"{key} must be below 1, got {value}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (key in POSITIVE and value == 0):
+            raise CnnlabError(f"{key} must be an integer {'> 0' if key in POSITIVE else '>= 0'}, got {value!r}")
+        return value
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if typ is str:
+        if not isinstance(value, str):
+            raise bad
+        if key in CHOICES and value not in CHOICES[key]:
+            raise CnnlabError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+        return value
+    if typ is list:
+        if not isinstance(value, list):
+            raise bad
+        return value
+    raise bad
+
+
+RUN_FILES = {"last.pt", "last.pt.prev", "config.toml", "metrics.csv", "results.json", "curves.png", ".lock"}
+
+
+def validate(cfg: Config):
+    """Checks that need more than one key or a value's content; run before anything is loaded or deleted."""
+    if not cfg.data:
+        from cnnlab.data.sources import canonical_name  # deferred: it brings in numpy and PIL (via formats)
+        cfg.dataset = canonical_name(cfg.dataset)
+    if cfg.seed >= 2**32:
+        raise CnnlabError(f"seed must be below 2**32, got {cfg.seed}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise CnnlabError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.augment.translate <= 16:
+        raise CnnlabError(f"augment.translate must be from 0 to 16 pixels, got {cfg.augment.translate}")
+    if not cfg.augment.blur <= 1:  # the 5-tap filter holds a Gaussian out to 2 sigma at 1 pixel
+        raise CnnlabError(f"augment.blur must be from 0 to 1 pixel, got {cfg.augment.blur}")
+    if cfg.lr_schedule == "onecycle" and not 0 <= cfg.warmup_epochs < cfg.epochs:
+        raise CnnlabError(f"warmup_epochs must be from 0 to below epochs ({cfg.epochs}), got {cfg.warmup_epochs}")
+    if cfg.threads > 1024:
+        raise CnnlabError(f"threads must be at most 1024, got {cfg.threads}")
+    o = cfg.optimizer
+    for key in ("beta1", "beta2", "rho"):
+        if not getattr(o, key) < 1:
+            raise CnnlabError(f"optimizer.{key} must be below 1, got {getattr(o, key)}")
+    if not o.ema_momentum < 1:
+        raise CnnlabError(f"optimizer.ema_momentum must be below 1, got {o.ema_momentum}")
+    if o.name == "sgd" and o.nesterov and o.momentum == 0:
+        raise CnnlabError("optimizer.nesterov needs optimizer.momentum > 0")
+    if cfg.reduce_lr.enabled and not cfg.reduce_lr.factor < 1:
+        raise CnnlabError(f"reduce_lr.factor must be below 1, got {cfg.reduce_lr.factor}")
+    logged = ["loss", "accuracy", "lr"]
+    if cfg.validate_on == "test" or cfg.val_split > 0:
+        logged += ["val_loss", "val_accuracy"]
+    watched = [("checkpoint", cfg.checkpoint.save_best_only), ("early_stopping", cfg.early_stopping.enabled),
+               ("reduce_lr", cfg.reduce_lr.enabled)]
+    for section, active in watched:
+        monitor = getattr(cfg, section).monitor
+        if active and monitor not in logged:
+            raise CnnlabError(f"{section}.monitor {monitor!r} is not a logged metric; choose one of {', '.join(logged)}")
+    _check_checkpoint_name(cfg.checkpoint.filepath, logged)
+
+
+def _check_checkpoint_name(pattern: str, logged: list):
+    try:
+        name = pattern.format(epoch=1, seconds=1.0, **{k: 0.5 for k in logged})
+    except Exception as e:  # str.format can raise almost anything on a hostile pattern
+        raise CnnlabError(f"checkpoint.filepath {pattern!r} is not a valid pattern ({type(e).__name__}: {e}); "
+                          f"use fields like {{epoch:03d}} or {{val_loss:.3f}} from {', '.join(logged)}") from None
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name in RUN_FILES:
+        raise CnnlabError(f"checkpoint.filepath must name a new file inside the run folder (not a path, a hidden "
+                          f"file or one of {', '.join(sorted(RUN_FILES))}), got {pattern!r}")
+
+
+def _all_keys(obj, prefix=""):
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            yield from _all_keys(v, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
+
+
+def parse_set(item: str):
+    """`key=value` from the command line; the value is read as TOML (1e-3, true, "sgd"), else as a string."""
+    if "=" not in item:
+        raise CnnlabError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def load_toml(path: str) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise CnnlabError(f"cannot read config {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise CnnlabError(f"{path} is not valid TOML: {e}") from None
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(cfg: Config) -> str:
+    """Write the config as TOML: scalars first, layers as inline tables, then one table per section."""
+    d = to_dict(cfg)
+    lines, sections = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sections.append((k, v))
+        elif k == "layers":
+            lines.append("layers = [\n" + "".join(f"  {_inline(layer)},\n" for layer in v) + "]")
+        elif v is not None:
+            lines.append(f"{k} = {_value(v)}")
+    for name, sec in sections:
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {_value(v)}" for k, v in sec.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _inline(d: dict) -> str:
+    return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in d.items()) + " }"
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string (escapes control characters) is a valid TOML basic string
+    if isinstance(v, dict):
+        return _inline(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    raise TypeError(v)

@@ -1,0 +1,1 @@
+"""Experiments: run folders with resume, the run registry, sweeps, and the lab."""

@@ -1,0 +1,139 @@
+"""The run registry: one SQLite row per run folder, in `registry.sqlite` beside the runs.
+
+A training records itself when it starts, after every epoch and when it ends. A process killed outright
+cannot write its end, so a row still marked `running` whose run folder is no longer locked (the OS drops the
+lock when the process dies) is shown as `crashed`: the registry never loses a run, and never lies about one.
+The registry is a convenience: if it cannot be written, training warns once and goes on.
+"""
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+from cnnlab.core.locks import is_training
+from cnnlab.training.callbacks import Callback
+
+FILENAME = "registry.sqlite"
+COLUMNS = ["id", "name", "preset", "dataset", "status", "started", "ended", "epochs", "planned_epochs",
+           "best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss", "params", "seconds_per_epoch",
+           "message", "config", "path", "host", "pid"]
+SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, preset TEXT, dataset TEXT, status TEXT,
+    started REAL, ended REAL, epochs INTEGER, planned_epochs INTEGER,
+    best_val_accuracy REAL, best_val_loss REAL, test_accuracy REAL, test_loss REAL,
+    params INTEGER, seconds_per_epoch REAL, message TEXT, config TEXT, path TEXT UNIQUE, host TEXT, pid INTEGER)"""
+STATUSES = ("running", "finished", "stopped early", "interrupted", "failed", "crashed")
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    db = Path(db)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db, timeout=30)  # several trainings (a sweep, a lab) may write at once: wait, don't fail
+    con.row_factory = sqlite3.Row
+    con.execute(SCHEMA)
+    return con
+
+
+class Recorder:
+    """What a training writes. Every write is its own short transaction, so a kill leaves the last one whole."""
+
+    def __init__(self, db: Path, run_dir: Path, say=print, enabled: bool = True):
+        self.db, self.path, self.say, self.broken = Path(db), str(Path(run_dir).resolve()), say, not enabled
+
+    def _write(self, sql: str, values: tuple):
+        if self.broken:
+            return
+        try:
+            with connect(self.db) as con:
+                con.execute(sql, values)
+            con.close()
+        except sqlite3.Error as e:  # a locked or read-only registry must not cost a training
+            self.broken = True
+            self.say(f"warning: run registry {self.db} not updated ({e}); training goes on")
+
+    def start(self, cfg, dataset: str, params: int):
+        from cnnlab.core import config
+        self._write("""INSERT INTO runs (name, preset, dataset, status, started, ended, epochs, planned_epochs,
+                params, config, path, host, pid, message) VALUES (?,?,?,'running',?,NULL,0,?,?,?,?,?,?,NULL)
+            ON CONFLICT(path) DO UPDATE SET status='running', ended=NULL, planned_epochs=excluded.planned_epochs,
+                params=excluded.params, config=excluded.config, dataset=excluded.dataset, host=excluded.host,
+                pid=excluded.pid, message=NULL""",
+                    (Path(self.path).name, cfg.preset, dataset, time.time(), cfg.epochs, params,
+                     json.dumps(config.to_dict(cfg)), self.path, socket.gethostname(), os.getpid()))
+
+    def fresh(self):
+        """A --fresh start: the old numbers belong to a run that no longer exists."""
+        self._write("""UPDATE runs SET started=?, epochs=0, best_val_accuracy=NULL, best_val_loss=NULL,
+            test_accuracy=NULL, test_loss=NULL, seconds_per_epoch=NULL WHERE path=?""", (time.time(), self.path))
+
+    def epoch(self, history: list):
+        accs = [h["val_accuracy"] for h in history if "val_accuracy" in h]
+        losses = [h["val_loss"] for h in history if "val_loss" in h]
+        self._write("""UPDATE runs SET epochs=?, best_val_accuracy=?, best_val_loss=?, seconds_per_epoch=?
+            WHERE path=?""", (len(history), max(accs, default=None), min(losses, default=None),
+                              sum(h["seconds"] for h in history) / len(history), self.path))
+
+    def end(self, status: str, test: dict | None = None, message: str = ""):
+        test = test or {}
+        self._write("UPDATE runs SET status=?, ended=?, test_accuracy=?, test_loss=?, message=? WHERE path=?",
+                    (status, time.time(), test.get("accuracy"), test.get("loss"), message or None, self.path))
+
+
+class RecordEpochs(Callback):
+    """Keeps the row's epoch count and best metrics current, so a crash loses nothing already trained."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def on_epoch_end(self, epoch, logs):
+        self.recorder.epoch(self.trainer.history)
+
+
+def runs(db: Path, status: str = "", preset: str = "", dataset: str = "", name: str = "") -> list[dict]:
+    """The recorded runs, newest first, with dead `running` rows shown as `crashed`."""
+    if not Path(db).exists():
+        return []
+    try:
+        con = connect(db)
+        rows = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY started DESC, id DESC")]
+        con.close()
+    except sqlite3.Error as e:
+        from cnnlab.core.errors import CnnlabError
+        raise CnnlabError(f"{db}: cannot read the run registry ({e})") from None
+    for r in rows:
+        if r["status"] == "running" and (r["host"] != socket.gethostname() or not is_training(r["path"])):
+            # Another host's run cannot be checked from here; ours is dead if its lock is free.
+            r["status"] = "crashed" if r["host"] == socket.gethostname() else "running?"
+    return [r for r in rows if (not status or r["status"] == status) and (not preset or r["preset"] == preset)
+            and (not dataset or r["dataset"] == dataset) and (not name or name in r["name"])]
+
+
+def lookup(db: Path, keys: list[str]) -> list[dict]:
+    """Runs by id, name or folder path, in the order asked; unknown keys are the caller's error."""
+    from cnnlab.core.errors import CnnlabError
+    every, found = runs(db), []
+    for key in keys:
+        matches = [r for r in every if key in (str(r["id"]), r["name"], r["path"])
+                   or Path(key).resolve() == Path(r["path"])]
+        if not matches:
+            raise CnnlabError(f"no run {key!r} in {db} (see `cnnlab runs`)")
+        found.append(matches[0])
+    return found
+
+
+def table(rows: list[dict]) -> str:
+    """The `cnnlab runs` listing."""
+    head = ["id", "name", "preset", "dataset", "status", "epochs", "best val acc", "test acc", "s/epoch", "started"]
+    lines = [[str(r["id"]), r["name"], r["preset"] or "-", r["dataset"] or "-", r["status"],
+              f"{r['epochs']}/{r['planned_epochs']}", _num(r["best_val_accuracy"]), _num(r["test_accuracy"]),
+              _num(r["seconds_per_epoch"], "{:.1f}"), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"]))]
+             for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *lines)]
+    return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *lines])
+
+
+def _num(v, fmt="{:.4f}") -> str:
+    return "-" if v is None else fmt.format(v)

@@ -1,0 +1,201 @@
+"""A run: one folder under runs/ holding its config, metrics, checkpoints, results and curves.
+
+Running the same command again resumes from `last.pt` (weights, optimizer, epoch, learning rate, callback
+state and history); the per-epoch randomness is derived from (seed, epoch), so the resumed epochs match an
+uninterrupted run. A lock keeps a second process from training into the same folder.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from cnnlab.core import checkpoints, config
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.locks import lock
+from cnnlab.data.splits import prepare_data
+from cnnlab.experiments import registry
+from cnnlab.models import inference, specs
+from cnnlab.reports import plots
+from cnnlab.training import distributed
+from cnnlab.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar, ReduceLROnPlateau,
+                                       TensorBoard)
+from cnnlab.training.trainer import Trainer
+from cnnlab.training.optimizers import uses_bf16
+
+OPTIMISTIC = "test set: optimistic, the model was selected on the data it is scored on"
+RESUMABLE_CHANGES = {"epochs", "autosave_seconds", "tensorboard"}  # may differ on a resumed run: they do not change its numbers
+
+
+def make_callbacks(cfg: config.Config, run_dir: Path):
+    """Every rank runs the callbacks that steer training (the same metrics give the same decisions); only
+    rank 0 the ones that write files (ModelCheckpoint's writes go through Trainer.save_model, rank 0's only)."""
+    ck, es, rl, main = cfg.checkpoint, cfg.early_stopping, cfg.reduce_lr, distributed.is_main()
+    callbacks = [ModelCheckpoint(ck.filepath, ck.monitor, ck.mode, ck.save_best_only)]
+    if es.enabled:
+        callbacks.append(EarlyStopping(es.monitor, es.min_delta, es.patience, es.mode, es.baseline,
+                                       es.restore_best_weights, es.start_from_epoch))
+    if rl.enabled:
+        callbacks.append(ReduceLROnPlateau(rl.monitor, rl.factor, rl.patience, rl.min_delta, rl.cooldown,
+                                           rl.min_lr, rl.mode))
+    if main:
+        callbacks.append(CSVLogger(run_dir / "metrics.csv"))
+    if cfg.tensorboard and main:
+        callbacks.append(TensorBoard(run_dir / "tensorboard"))
+    if main:
+        callbacks.append(ProgressBar())
+    return callbacks
+
+
+def _differences(saved: dict, wanted: dict, prefix=""):
+    for k in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _differences(a, b, f"{prefix}{k}.")
+        elif a != b and f"{prefix}{k}" not in RESUMABLE_CHANGES:
+            yield f"{prefix}{k}: {a!r} -> {b!r}"
+
+
+def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fresh: bool = False, say=print,
+              registry_db: Path | None = None, extra_callbacks=()):
+    """Train (or resume) the run in `run_dir`; it is recorded in `registry_db` (default: beside the run)."""
+    config.validate(cfg)
+    run_dir = Path(run_dir)
+    distributed.init()
+    if not distributed.is_main():
+        say = _silent  # rank 0 speaks and writes for all
+    held = lock(run_dir) if distributed.is_main() else None
+    state = None
+    if not fresh:
+        for stale in run_dir.glob(".*.tmp") if held else []:  # left by a process killed mid-write
+            stale.unlink()
+        state, warning = checkpoints.load_latest(run_dir / "last.pt")
+        if warning:
+            say(f"warning: {warning}")
+    if state:
+        # Through from_dict, so keys added to Config since the run was saved compare as their defaults.
+        diff = list(_differences(config.to_dict(config.from_dict(state["config"])), config.to_dict(cfg)))
+        if diff:
+            raise CnnlabError(f"{run_dir} was trained with other settings ({'; '.join(diff[:3])}); "
+                              f"re-run with --fresh to start over or --name for a new run")
+        if _finished(state) and cfg.epochs <= state["config"]["epochs"] and (run_dir / "results.json").exists():
+            result = json.loads((run_dir / "results.json").read_text())
+            say(f"{run_dir.name} already finished at epoch {state['epoch']}: test accuracy "
+                f"{result['test']['accuracy']:.4f} (results.json); use --epochs N to extend or --fresh")
+            return result
+    threads = inference.set_threads(cfg.threads, distributed.world_size())
+    ds, train, val = prepare_data(cfg, data_dir)
+    say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
+        f"{len(train)} train / {len(val) if val is not None else 0} validation / {len(ds.test)} test images; "
+        f"training in {'bf16 autocast' if uses_bf16(cfg.precision) else 'fp32'} on {threads} thread(s)")
+    if cfg.validate_on == "test":
+        say(f"warning: validating on the {OPTIMISTIC}")
+    torch.manual_seed(cfg.seed)
+    model, _ = specs.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
+    specs.fit_whitening(model, train.x)  # a no-op without a whiten layer; a resume then loads the saved one
+    about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name}
+    recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say,
+                                 enabled=distributed.is_main())
+    callbacks = make_callbacks(cfg, run_dir) + [registry.RecordEpochs(recorder), *extra_callbacks]
+    trainer = Trainer(model, cfg, train, val, callbacks, run_dir, about)
+    if fresh and held:  # only now, with the config, data and model known to be good, is the old run discarded
+        for p in run_dir.iterdir():
+            if p.name != ".lock":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        recorder.fresh()
+    elif state:
+        resume(trainer, state, cfg, run_dir, say)
+    if held:
+        checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
+    recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()))
+    started = time.perf_counter()
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        recorder.end("interrupted", message=f"after {trainer.saved_epoch} whole epoch(s)")
+        say(f"interrupted; {trainer.saved_epoch} whole epoch(s) and any later resume point are saved in {run_dir}: "
+            f"run the same command to resume")
+        raise
+    except Exception as e:  # e.g. the loss became NaN: recorded, then reported as usual
+        recorder.end("failed", message=" ".join(str(e).split()))
+        raise
+    result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
+    recorder.end("stopped early" if result["stopped_early"] else "finished", result["test"])
+    say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
+        f"{result['weights']}) - run folder {run_dir}")
+    if held:
+        held.close()
+    return result
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+def _finished(state: dict) -> bool:
+    return state["stopped"] or state["epoch"] >= state["config"]["epochs"]
+
+
+def resume(trainer: Trainer, state: dict, cfg: config.Config, run_dir: Path, say):
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # e.g. the --data folder gained a class
+        raise CnnlabError(f"{run_dir / 'last.pt'} does not fit this model and data ({type(e).__name__}: {e}); "
+                          f"use --fresh to start over") from None
+    if state.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        say(f"warning: saved with {state['threads']} threads, resuming with {torch.get_num_threads()}: the result "
+            f"will be equally good but not bit-identical to an uninterrupted run (set threads = {state['threads']})")
+    if _finished(state) and cfg.epochs > state["config"]["epochs"]:
+        # Extending a finished run is Keras' second model.fit(): it starts from the weights the first one
+        # ended with (the best ones, if restored) and early stopping starts counting afresh.
+        trainer.stop_training = False
+        for cb in trainer.callbacks:
+            if isinstance(cb, EarlyStopping):
+                cb.on_train_end()
+                cb.reset()
+        trainer.restored_epoch = None
+        say(f"extending {run_dir.name} from epoch {trainer.epoch} to {cfg.epochs}")
+    elif _finished(state):
+        say(f"{run_dir.name} finished at epoch {trainer.epoch}; writing its missing results")
+    else:
+        at_step = f", step {trainer.batch + 1}" if trainer.batch else ""
+        say(f"resuming {run_dir.name} at epoch {trainer.epoch + 1}{at_step} (of {cfg.epochs})")
+
+
+def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: float) -> dict:
+    es = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
+    test = trainer.evaluate(ds.test).to_dict()  # every rank scores its share
+    result = {
+        "dataset": ds.name, "source": ds.source, "verified": ds.verified, "classes": ds.classes,
+        "epochs_run": trainer.epoch, "stopped_early": bool(es and es.stopped_epoch >= 0),
+        "stopped_epoch": es.stopped_epoch + 1 if es and es.stopped_epoch >= 0 else None,
+        "weights": (f"best epoch {trainer.restored_epoch + 1} restored" if trainer.restored_epoch is not None
+                    else f"last epoch {trainer.epoch}"),
+        "validation": OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
+        "final": trainer.history[-1] if trainer.history else {}, "test": test,
+        "threads": threads, "processes": distributed.world_size(), "precision": "bf16" if trainer.bf16 else "fp32",
+        "seconds_this_session": round(seconds, 2),
+    }
+    if not distributed.is_main():
+        return result
+    checkpoints.atomic_write(run_dir / "results.json", json.dumps(result, indent=2).encode())
+    if trainer.history:
+        best = trainer.restored_epoch + 1 if trainer.restored_epoch is not None else None
+        plots.plot_curves(trainer.history, run_dir / "curves.png", f"{run_dir.name} on {ds.name}", best)
+    return result
+
+
+def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None) -> dict:
+    """Test metrics of a run's best (ModelCheckpoint's newest file) or last weights, on the run's own test set."""
+    state, path, note = checkpoints.load_run_model(Path(run_dir), which)
+    try:
+        cfg = config.from_dict(state["config"])
+    except (KeyError, TypeError) as e:
+        raise CnnlabError(f"{path} holds no usable config ({type(e).__name__}: {e})") from None
+    inference.set_threads(cfg.threads)
+    ds, _, _ = prepare_data(cfg, data_dir)
+    model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
+    test = inference.evaluate(model, ds.test, len(ds.classes), ds.classes)
+    return {"checkpoint": str(path), "epoch": state["epoch"], "classes": ds.classes, "note": note, **test.to_dict()}

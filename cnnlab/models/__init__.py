@@ -1,0 +1,1 @@
+"""Models: layer specs to torch.nn, the Keras-style summary, the presets, and inference (one evaluate)."""

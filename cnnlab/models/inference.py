@@ -1,0 +1,84 @@
+"""Inference: a model's outputs over a batch of uint8 images, and the one `evaluate` every score comes from
+(the epochs' validation, results.json's test scores, `cnnlab evaluate`, the report's confusion matrix,
+`Run.evaluate`)."""
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data.datasets import Split
+from cnnlab.data.transforms import to_input
+from cnnlab.models import specs
+
+EVAL_BATCH = 1000  # large batches: evaluation has no gradient to keep, and oneDNN is faster on them
+
+
+@dataclass
+class Evaluation:
+    """Loss, accuracy and the confusion matrix of a model on a split (rows: true class, columns: predicted)."""
+    loss: float
+    accuracy: float
+    per_class_accuracy: list
+    confusion: list
+    classes: list = field(default_factory=list)
+    probabilities: torch.Tensor | None = field(default=None, repr=False)  # N x classes, with keep_probabilities
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "accuracy": self.accuracy, "per_class_accuracy": self.per_class_accuracy,
+                "confusion": self.confusion}
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{c}</td><td>{a:.4f}</td></tr>" for c, a in
+                       zip(self.classes or range(len(self.per_class_accuracy)), self.per_class_accuracy))
+        return (f"<p>test loss {self.loss:.4f}, accuracy {self.accuracy:.4f}</p><table><tr><th>class</th>"
+                f"<th>accuracy</th></tr>{rows}</table>")
+
+
+def logits(model: torch.nn.Module, x_uint8: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """Float32 logits of one batch of uint8 N x C x H x W images; bf16 autocast if asked (the training precision)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return model(to_input(x_uint8, specs.uses_conv(model))).float()
+
+
+@torch.inference_mode()
+def probabilities(model: torch.nn.Module, x_uint8: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
+    """Class probabilities for any number of images, in fp32, in eval mode."""
+    model.eval()
+    return torch.cat([logits(model, x_uint8[i:i + batch]).softmax(1) for i in range(0, len(x_uint8), batch)]) \
+        if len(x_uint8) else torch.zeros(0)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: list | None = None, bf16: bool = False,
+             keep_probabilities: bool = False, rank: int = 0, world: int = 1, all_sum=None) -> Evaluation:
+    """Score `model` on `data`. bf16: in the training precision, as Keras validates under a mixed policy (the
+    epochs' validation); otherwise fp32, the reference that predict, serve and export reproduce. With several
+    ranks each scores every world-th chunk and `all_sum` adds the ranks' sums."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64)
+    kept = []
+    for i in range(rank * EVAL_BATCH, len(data), world * EVAL_BATCH):
+        out, y = logits(model, data.x[i:i + EVAL_BATCH], bf16), data.y[i:i + EVAL_BATCH]
+        loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+        confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
+        if keep_probabilities:
+            kept.append(out.softmax(1))
+    if all_sum is not None:
+        all_sum(loss_sum, confusion)
+    confusion = confusion.reshape(num_classes, num_classes)
+    right, total = confusion.diagonal(), confusion.sum(1)
+    n = max(len(data), 1)
+    return Evaluation(loss=loss_sum.item() / n, accuracy=right.sum().item() / n,
+                      per_class_accuracy=(right / total.clamp(min=1)).tolist(), confusion=confusion.tolist(),
+                      classes=list(classes or []), probabilities=torch.cat(kept) if kept else None)
+
+
+def set_threads(requested: int = 0, processes: int = 1) -> int:
+    """Torch's thread count: `requested`, or this process's share of the cores. Ranks on one machine share its
+    cores (two 2-thread processes on 2 cores thrash)."""
+    n = requested or max(1, len(os.sched_getaffinity(0)) // processes)
+    torch.set_num_threads(n)
+    return n

@@ -1,0 +1,188 @@
+"""What a run folder says about itself, for reports, `cnnlab compare` and the lab: its config, history and status
+(finished, running or crashed, and why it stopped), its hyperparameters as the lab tabulates them, its size,
+its fit verdict, and, on request, its best weights scored on the test set. A damaged file becomes a note,
+never an exception: a crashed run is reported, not skipped.
+"""
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from cnnlab.core import checkpoints, config
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.locks import is_training
+from cnnlab.data.splits import prepare_data
+from cnnlab.models import inference, specs
+from cnnlab.reports import verdict
+
+NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+         "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}  # the JPEG copy is not the benchmark: never call it CIFAR-10
+ERRORS_SHOWN = 24  # misclassified images in the grid: enough to see a pattern, small enough to read
+
+
+def read_history(run_dir: Path, state: dict | None) -> list:
+    """metrics.csv rows as floats (the epoch as int); last.pt's copy if the CSV is missing or unreadable."""
+    try:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
+                    for row in csv.DictReader(f)]
+    except (OSError, ValueError):
+        return [{"epoch": i + 1, **h} for i, h in enumerate((state or {}).get("history", []))]
+
+
+def status(run_dir: Path, state: dict | None, results: dict | None, history: list, cfg) -> tuple:
+    """(status, why training stopped): finished, running or crashed (no results for the epochs it ran)."""
+    if results and results.get("epochs_run", 0) >= len(history):
+        if results.get("stopped_early"):
+            es = cfg.early_stopping
+            return "finished", (f"early stopping at epoch {results['stopped_epoch']}: {es.monitor} did not improve "
+                                f"by more than {es.min_delta:g} for {es.patience} epochs")
+        n = results["epochs_run"]
+        return "finished", f"ran all {n} epoch{'s' * (n != 1)} it was set to"
+    done = len(history)
+    if is_training(run_dir):
+        return "running", f"still training: {done} of {cfg.epochs} epochs so far"
+    mid = f", part of epoch {done + 1} ({state['batch']} steps) kept as a resume point" if state and state.get(
+        "batch") else ""
+    return "crashed", (f"crashed or interrupted after {done} of {cfg.epochs} epochs{mid}; no results.json. "
+                       f"Run the same train command to resume")
+
+
+def _load(run_dir: Path) -> tuple:
+    """(config, last.pt state or None, results or None, notes) of a run folder; damaged files become notes."""
+    notes, state, results = [], None, None
+    try:
+        state, warning = checkpoints.load_latest(run_dir / "last.pt")
+        notes += [warning] if warning else []
+    except CnnlabError as e:
+        notes.append(str(e))
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:
+        notes.append(f"results.json unreadable ({e})")
+    try:
+        d = config.load_toml(run_dir / "config.toml") if (run_dir / "config.toml").exists() else state["config"]
+        cfg = config.from_dict({k: v for k, v in d.items() if k != "preset"})
+        cfg.preset = d.get("preset", "")
+    except (CnnlabError, KeyError, TypeError) as e:
+        raise CnnlabError(f"{run_dir} is not a readable run folder (no usable config.toml or last.pt: {e})") from None
+    return cfg, state, results, notes
+
+
+def data_name(cfg) -> str:
+    stem = Path(cfg.data.rstrip("/")).name.split(".")[0] if cfg.data else cfg.dataset
+    return NAMES.get(stem, stem)
+
+
+def describe_layers(layers: list, classes: int) -> str:
+    def one(l):
+        t = l["type"]
+        if t == "conv2d":
+            k = l["kernel"]
+            return f"conv {l['filters']} {k}x{k} {l.get('padding', 'valid')} {l.get('activation') or ''}".strip()
+        if t == "dense":
+            return f"dense {classes if l['units'] == 'classes' else l['units']} {l.get('activation') or ''}".strip()
+        if t in ("maxpool", "avgpool"):
+            return f"{t} {l.get('size', 2)}"
+        return {"dropout": f"dropout {l.get('rate', 0.5)}", "activation": l.get("name", "")}.get(t, t)
+    return " → ".join(one(l) for l in layers)
+
+
+def hyperparameters(cfg, classes: int, params, flops) -> list:
+    """(Hyperparameter, What I used) rows, in the order the lab's tables list them."""
+    o, es, rl, ck = cfg.optimizer, cfg.early_stopping, cfg.reduce_lr, cfg.checkpoint
+    opt = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}[o.name]
+    opt += f", momentum {o.momentum:g}" if o.name in ("sgd", "rmsprop") and o.momentum else ""
+    opt += " (Nesterov)" if o.nesterov else ""
+    rows = [("Network", f"{cfg.preset or 'custom'}: {describe_layers(cfg.layers, classes)}"),
+            ("Parameters", f"{params:,}" if params is not None else "?"),
+            ("FLOPs per image", f"{flops / 1e6:.2f} M" if flops is not None else "?"),
+            ("Weight initialisation", cfg.init),
+            ("Data set", data_name(cfg) + (f", {cfg.train_subset} training images" if cfg.train_subset else "")),
+            ("Validation", "the test set (optimistic)" if cfg.validate_on == "test"
+             else f"{cfg.val_split:.0%} stratified hold-out of the training set" if cfg.val_split else "none"),
+            ("Epochs", str(cfg.epochs)), ("Batch size", str(cfg.batch_size)), ("Optimizer", opt),
+            ("Learning rate", f"{o.lr:g}" + (f", decay {o.decay:g} per step" if o.decay else "")
+             + (f", one-cycle: {cfg.warmup_epochs:g} epochs of warm-up, then linear to 0"
+                if cfg.lr_schedule == "onecycle" else ""))]
+    rows += [("Weight decay", f"{o.weight_decay:g}")] if o.weight_decay else []
+    rows += [("Weight averaging", f"moving average, momentum {o.ema_momentum:g} per step (the model is the "
+              f"average)")] if o.use_ema else []
+    rows += [("Label smoothing", f"{cfg.label_smoothing:g}")] if cfg.label_smoothing else []
+    a = cfg.augment
+    if a.flip or a.translate or a.blur:
+        rows.append(("Augmentation", ", ".join(["left-right flips"] * a.flip + [f"shifts up to {a.translate} px"]
+                                               * bool(a.translate) + [f"Gaussian blur up to {a.blur:g} px"]
+                                               * bool(a.blur))))
+    rows += [("Precision", cfg.precision)] if cfg.precision != "auto" else []
+    rows.append(("Early stopping", f"on {es.monitor}, patience {es.patience}, min_delta {es.min_delta:g}"
+                 + (", best weights restored" if es.restore_best_weights else "") if es.enabled else "off"))
+    rows.append(("Reduce LR on plateau", f"on {rl.monitor}, factor {rl.factor:g}, patience {rl.patience}"
+                 if rl.enabled else "off"))
+    rows.append(("Checkpoint", f"{ck.filepath}, best {ck.monitor}" if ck.save_best_only else f"{ck.filepath}, every epoch"))
+    rows.append(("Seed", str(cfg.seed)))
+    return rows
+
+
+def score_test_set(run_dir: Path, cfg, data_dir: str | None) -> dict:
+    """Score the best weights (ModelCheckpoint's newest file, else last.pt) on the run's own test set, once."""
+    state, path, note = checkpoints.load_run_model(run_dir, "best")
+    inference.set_threads(cfg.threads)
+    ds, _, _ = prepare_data(cfg, data_dir)
+    model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
+    scored = inference.evaluate(model, ds.test, len(ds.classes), ds.classes, keep_probabilities=True)
+    conf, pred = scored.probabilities.max(1)
+    wrong = (pred != ds.test.y).nonzero().flatten()
+    wrong = wrong[conf[wrong].argsort(descending=True)][:ERRORS_SHOWN]  # the most confident mistakes teach most
+    return {"checkpoint": path.name, "epoch": state["epoch"], "note": note, "classes": ds.classes,
+            "loss": scored.loss, "accuracy": scored.accuracy, "confusion": scored.confusion,
+            "errors": [(ds.test.x[i], int(ds.test.y[i]), int(pred[i]), float(conf[i])) for i in wrong.tolist()]}
+
+
+def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> dict:
+    """Everything the report shows about one run; `evaluate` scores the test set (seconds to a minute)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not {"last.pt", "last.pt.prev", "metrics.csv", "config.toml"} & {
+            p.name for p in run_dir.iterdir()}:
+        raise CnnlabError(f"{run_dir} is not a run folder (no config.toml, metrics.csv or last.pt)")
+    cfg, state, results, notes = _load(run_dir)
+    history = read_history(run_dir, state)
+    about = (state or {}).get("about", {})
+    test = None
+    if evaluate:
+        try:
+            test = score_test_set(run_dir, cfg, data_dir)
+        except (CnnlabError, OSError) as e:
+            notes.append(f"test-set analysis unavailable: {e}")
+    classes = about.get("classes") or (results or {}).get("classes") or (test or {}).get("classes") or []
+    params = flops = None
+    if classes and about.get("input_shape"):
+        _, infos = specs.build(cfg.layers, tuple(about["input_shape"]), len(classes), cfg.init)
+        params, flops = sum(i.params + i.buffers for i in infos), sum(i.flops for i in infos)
+    run_status, stopped = status(run_dir, state, results, history, cfg)
+    label, rule, evidence = verdict.verdict(history, max(len(classes), 2)) if classes else (
+        "no verdict", "The class count is unknown (no readable checkpoint).", {})
+    seconds = [h["seconds"] for h in history if "seconds" in h]
+    best_val = max(history, key=lambda h: h.get("val_accuracy", -1)) if history else {}
+    final_test = results["test"] if run_status == "finished" else None
+    summary = {
+        "name": run_dir.name, "preset": cfg.preset or "custom", "data": data_name(cfg), "status": run_status,
+        "epochs": len(history), "max_epochs": cfg.epochs, "params": params, "flops": flops,
+        "sec_per_epoch": statistics.median(seconds) if seconds else None,  # median: one slow epoch is not typical
+        "best_val_accuracy": best_val.get("val_accuracy"), "best_val_epoch": best_val.get("epoch"),
+        "test_accuracy": final_test["accuracy"] if final_test else (test or {}).get("accuracy"),
+        "test_from": "results.json" if final_test else (f"{test['checkpoint']} epoch {test['epoch']}" if test else None),
+        "verdict": label,
+    }
+    return {"dir": run_dir, "cfg": cfg, "history": history, "results": results, "test": test, "notes": notes,
+            "classes": classes, "stopped": stopped, "verdict": (label, rule, evidence), "summary": summary,
+            "hyperparameters": hyperparameters(cfg, len(classes) or "classes", params, flops)}
+
+
+def run_summary(run_dir, data_dir: str | None = None) -> dict:
+    """One line about a run (name, preset, status, epochs, params, FLOPs, s/epoch, best val and test accuracy,
+    verdict) without touching its test set: test accuracy comes from results.json, or is None."""
+    return gather(run_dir, data_dir, evaluate=False)["summary"]

@@ -1,0 +1,91 @@
+"""Classify a user's own pictures with a trained model: the same preprocessing as training, top-k classes.
+
+A model is a run folder (its ModelCheckpoint file, else last.pt) or any checkpoint file cnnlab wrote: the
+safetensors weights carry the config (architecture), class names and input shape, so nothing else is needed.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core import checkpoints
+from cnnlab.data import formats
+from cnnlab.models import inference, specs
+
+SUFFIXES = formats.IMAGE_SUFFIXES | {".gif", ".webp", ".tif", ".tiff"}
+
+
+def load_model(path: Path):
+    """(model in eval mode, about) from a run folder or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        state, _, _ = checkpoints.load_run_model(path)
+    elif path.is_file():
+        state = checkpoints.load(path)
+    else:
+        raise CnnlabError(f"{path}: no such run folder or model file")
+    about = state.get("about") or {}
+    if not about.get("classes") or not about.get("input_shape"):
+        raise CnnlabError(f"{path} does not record its classes and input shape (saved by an older cnnlab)")
+    model = specs.from_state(state, about["input_shape"], len(about["classes"]), path)
+    return model.eval(), about
+
+
+def prepare(img: Image.Image, input_shape) -> torch.Tensor:
+    """Any picture -> uint8 C x H x W as the model saw in training: channels, size (formats.resize, as the
+    image-folder loader resizes), and for single-channel models the MNIST convention of a light digit on a dark
+    ground."""
+    channels, height, width = input_shape
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        ground = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent parts read as white paper
+        img = Image.alpha_composite(ground, img.convert("RGBA"))
+    img = img.convert("L" if channels == 1 else "RGB")
+    img = formats.resize(img, (width, height))
+    x = torch.from_numpy(np.array(img, dtype=np.uint8))
+    x = x[None] if channels == 1 else x.permute(2, 0, 1)
+    if channels == 1 and _border_mean(x) > 127:  # dark ink on light paper: invert to MNIST's white-on-black
+        x = 255 - x
+    return x.contiguous()
+
+
+def _border_mean(x: torch.Tensor) -> float:
+    edge = torch.cat([x[:, 0, :].flatten(), x[:, -1, :].flatten(), x[:, :, 0].flatten(), x[:, :, -1].flatten()])
+    return edge.float().mean().item()
+
+
+@torch.inference_mode()
+def classify(model, about: dict, images: list, k: int = 3) -> list:
+    """Top-k (class, probability) lists for a batch of PIL images."""
+    x = torch.stack([prepare(img, about["input_shape"]) for img in images])
+    probs = inference.probabilities(model, x)
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [[(about["classes"][i], p) for i, p in zip(idx.tolist(), val.tolist())]
+            for idx, val in zip(top.indices, top.values)]
+
+
+def classify_files(model_path: Path, files: list, k: int = 3) -> list:
+    """{"file", "top": [{"class", "probability"}]} per file, or {"file", "error"}: one at a time, so a broken
+    file costs only its own entry."""
+    if not files:
+        raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
+    model, about = load_model(model_path)
+    results = []
+    for f in files:
+        try:
+            top = classify(model, about, [formats.decode_image(f.read_bytes(), str(f))], k)[0]
+            results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
+        except (CnnlabError, OSError) as e:
+            results.append({"file": str(f), "error": " ".join(str(e).split())})
+    return results
+
+
+def expand(paths) -> list:
+    """Files as given; folders become the images inside them, sorted."""
+    out = []
+    for p in map(Path, paths):
+        out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES) if p.is_dir() else [p]
+    return out

@@ -1,0 +1,297 @@
+"""`cnnlab serve`: one trained model behind a local web page and a small JSON API.
+
+Routes are a fixed table, so nothing a client sends ever becomes a file path: the page is package data read
+once at start and an upload is decoded from memory. Uploads are refused by size before they are read, by their
+leading bytes before PIL parses them, and by pixel count (formats.decode_image) before they are decoded.
+Standard library only: http.server's threading server, the model loaded once, one image per core at a time.
+"""
+
+import base64
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import torch
+
+from cnnlab.core import __version__
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data import formats
+from cnnlab.serving import predict
+
+MAX_UPLOAD_BYTES = 8 << 20
+MAX_PIXELS = formats.MAX_IMAGE_PIXELS
+MAX_K = 1000
+READ_TIMEOUT_S = 30  # a client that stalls mid-request frees its thread after this
+
+# Leading bytes of the formats `predict` reads. Anything else is refused before PIL sees it, so PIL's rarer
+# parsers (EPS, which would start Ghostscript, among them) never run on a client's bytes.
+SIGNATURES = [(b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"GIF87a", "GIF"),
+              (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")]
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(" ".join(message.split()))
+        self.status = status
+
+
+def image_kind(blob: bytes) -> str:
+    if blob[:4] == b"RIFF" and blob[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, kind in SIGNATURES:
+        if blob.startswith(magic):
+            return kind
+    raise HTTPError(415, "not an image: send the bytes of a PNG, JPEG, BMP, GIF, WebP or TIFF file")
+
+
+def load_page():
+    """The page's bytes and a Content-Security-Policy that allows exactly its own inline script and style."""
+    html = (resources.files("cnnlab.serving") / "web" / "index.html").read_bytes()
+
+    def hashes(tag):
+        found = re.findall(rb"<%s>(.*?)</%s>" % (tag, tag), html, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(f).digest()).decode()}'" for f in found)
+
+    csp = (f"default-src 'none'; script-src {hashes(b'script')}; style-src {hashes(b'style')}; "
+           "img-src blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return html, csp
+
+
+class App:
+    """The model, what the page and API say about it, and the slots that let one image per core run at once."""
+
+    def __init__(self, model_path: Path):
+        self.model, self.about = predict.load_model(model_path)
+        self.page, self.csp = load_page()
+        self.slots = threading.BoundedSemaphore(len(os.sched_getaffinity(0)))
+        self.info = {
+            "classes": self.about["classes"], "input_shape": self.about["input_shape"],
+            "dataset": self.about.get("dataset", ""),
+            "drawable": self.about["input_shape"][0] == 1,  # single-channel models read MNIST-style drawings
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS,
+        }
+
+    def classify(self, blob: bytes, k: int) -> list:
+        kind = image_kind(blob)
+        # Held while decoding too: at most one decoded picture per core in memory, however many clients send one.
+        with self.slots:
+            try:
+                img = formats.decode_image(blob, f"{kind} upload")
+                top = predict.classify(self.model, self.about, [img], k)[0]
+            except CnnlabError as e:
+                raise HTTPError(422, str(e)) from None
+            except (ValueError, OSError) as e:  # a decodable picture in a mode PIL cannot convert
+                raise HTTPError(422, f"{kind} upload: cannot convert image ({type(e).__name__}: {e})") from None
+        return [{"class": c, "probability": round(p, 6)} for c, p in top]
+
+
+def top_k(query: str) -> int:
+    values = parse_qs(query).get("k", ["5"])
+    if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= MAX_K:
+        raise HTTPError(400, f"k must be a whole number from 1 to {MAX_K}")
+    return int(values[0])
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a client's next request reuses its connection
+    timeout = READ_TIMEOUT_S
+    disable_nagle_algorithm = True  # headers and body go out as two writes: Nagle would hold the body ~40 ms
+
+    def version_string(self):
+        return f"cnnlab/{__version__}"
+
+    def do_GET(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def route(self, method: str):
+        path, _, query = self.path.partition("?")
+        methods = ROUTES.get(path)
+        # A body left unread would be parsed as the next request on this connection: answer, then close it.
+        self.unread_body = self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers
+        try:
+            if methods is None:
+                raise HTTPError(404, "not found: the routes are /, /model, /openapi.json and POST /predict")
+            if method not in methods:
+                raise HTTPError(405, f"{path} answers {' and '.join(methods)} only")
+            methods[method](self, query)
+        except HTTPError as e:
+            self.send_json(e.status, {"error": str(e)})
+        except Exception:  # never a traceback to the client; the server's log keeps it
+            sys.stderr.write(f"cnnlab serve: error on {method} {path}\n{traceback.format_exc()}")
+            self.close_connection = True
+            self.send_json(500, {"error": "internal error (the server's log has the details)"})
+
+    def read_body(self) -> bytes:
+        """The upload, its size checked against the limit before a byte of it is read."""
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or length is None:
+            raise HTTPError(411, "send the image with a Content-Length header (chunked uploads are not accepted)")
+        if not length.isdigit():
+            raise HTTPError(400, "Content-Length must be a whole number of bytes")
+        if int(length) > MAX_UPLOAD_BYTES:
+            raise HTTPError(413, f"upload of {int(length)} bytes is over the limit of {MAX_UPLOAD_BYTES >> 20} MiB")
+        try:
+            body = self.rfile.read(int(length))
+        except TimeoutError:
+            raise HTTPError(408, f"upload stalled for {READ_TIMEOUT_S} s") from None
+        if not body or len(body) < int(length):
+            raise HTTPError(400, "empty or incomplete upload: send the image's bytes as the request body")
+        self.unread_body = False
+        return body
+
+    def send_bytes(self, status: int, body: bytes, content_type: str, extra=()):
+        self.send_response(status)
+        self.close_connection = self.close_connection or getattr(self, "unread_body", True)
+        for name, value in [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"), *extra]:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status: int, obj):
+        self.send_bytes(status, json.dumps(obj).encode(), "application/json")
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (malformed request line, unknown method) in JSON too, not its HTML page."""
+        self.close_connection = True
+        self.send_json(code, {"error": message or self.responses.get(code, ("error",))[0]})
+
+    def log_message(self, format, *args):
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+
+def get_page(handler: Handler, query: str):
+    app = handler.server.app
+    handler.send_bytes(200, app.page, "text/html; charset=utf-8",
+                       [("Content-Security-Policy", app.csp), ("Referrer-Policy", "no-referrer")])
+
+
+def get_model(handler: Handler, query: str):
+    handler.send_json(200, handler.server.app.info)
+
+
+def get_openapi(handler: Handler, query: str):
+    handler.send_json(200, openapi(handler.server.app.info))
+
+
+def post_predict(handler: Handler, query: str):
+    k = top_k(query)
+    handler.send_json(200, {"top": handler.server.app.classify(handler.read_body(), k)})
+
+
+def openapi(info: dict) -> dict:
+    """The API as an OpenAPI 3.1 document, the served model's classes and limits filled in."""
+    def error(why):
+        return {"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+    def ok(schema, description):
+        return {"description": description, "content": {"application/json": {"schema": {"$ref": schema}}}}
+
+    mib = info["max_upload_bytes"] >> 20
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cnnlab serve", "version": __version__,
+                 "description": f"Classifies pictures with one trained model ({info['dataset'] or 'model'}, "
+                                f"{len(info['classes'])} classes). Uploads: at most {mib} MiB and "
+                                f"{info['max_pixels']} pixels; PNG, JPEG, BMP, GIF, WebP or TIFF."},
+        "paths": {
+            "/": {"get": {"summary": "The web page: upload, drop or draw a picture, see the top-5 classes",
+                          "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}}}},
+            "/model": {"get": {"summary": "The served model", "responses": {
+                "200": ok("#/components/schemas/Model", "Classes, input shape and limits")}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": {"description": "OpenAPI 3.1 document", "content": {"application/json": {}}}}}},
+            "/predict": {"post": {
+                "summary": "Top-k classes of one picture",
+                "description": "The request body is the image file's bytes, nothing else (no form encoding). "
+                               "The picture is prepared as in training: channels, resize to the input "
+                               "size, and for single-channel models a light background is inverted.",
+                "parameters": [{"name": "k", "in": "query", "required": False, "description": "how many classes",
+                                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5}}],
+                "requestBody": {"required": True, "content": {
+                    kind: {"schema": {"type": "string", "contentMediaType": kind}}
+                    for kind in ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "image/tiff",
+                                 "application/octet-stream")}},
+                "responses": {
+                    "200": ok("#/components/schemas/Prediction", "Classes by falling probability"),
+                    "400": error("Bad k, or an empty or incomplete body"),
+                    "408": error("The upload stalled"),
+                    "411": error("No Content-Length header (chunked uploads are refused)"),
+                    "413": error(f"Content-Length over {mib} MiB; the body is not read"),
+                    "415": error("The body is not a PNG, JPEG, BMP, GIF, WebP or TIFF file"),
+                    "422": error("The image is damaged, or has too many pixels (a decompression bomb)")}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"],
+                      "properties": {"error": {"type": "string", "description": "one line"}}},
+            "Prediction": {"type": "object", "required": ["top"], "properties": {"top": {"type": "array", "items": {
+                "type": "object", "required": ["class", "probability"],
+                "properties": {"class": {"type": "string", "enum": info["classes"]},
+                               "probability": {"type": "number", "minimum": 0, "maximum": 1}}}}}},
+            "Model": {"type": "object", "required": list(info), "properties": {
+                "classes": {"type": "array", "items": {"type": "string"}},
+                "input_shape": {"type": "array", "items": {"type": "integer"}, "description": "C, H, W"},
+                "dataset": {"type": "string"},
+                "drawable": {"type": "boolean", "description": "single-channel: the page offers a drawing canvas"},
+                "parameters": {"type": "integer"},
+                "max_upload_bytes": {"type": "integer"}, "max_pixels": {"type": "integer"}}},
+        }},
+    }
+
+
+ROUTES = {"/": {"GET": get_page}, "/model": {"GET": get_model}, "/openapi.json": {"GET": get_openapi},
+          "/predict": {"POST": post_predict}}
+
+
+def make_server(model_path: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
+    """A server ready to serve_forever(); port 0 picks a free port (server.server_address says which)."""
+    if not 0 <= port <= 65535:
+        raise CnnlabError(f"port must be from 0 to 65535 (0: any free port), got {port}")
+    app = App(Path(model_path))  # first: a bad model file is reported before a port is taken
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:
+        raise CnnlabError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    server.app, server.quiet = app, quiet
+    return server
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
+    # One thread per inference, requests side by side on the cores: a batch of one gains little from intra-op
+    # threads, and they stall whenever another process holds a core (measured: 250 ms instead of 2 ms under load).
+    torch.set_num_threads(1)
+    server = make_server(model_path, host, port, quiet)
+    bound_host, bound_port = server.server_address[:2]
+    info = server.app.info
+    print(f"serving {model_path} ({info['dataset'] or 'model'}, {len(info['classes'])} classes) at "
+          f"http://{bound_host}:{bound_port}/ - Ctrl-C to stop", flush=True)
+    if not is_loopback(host):
+        print(f"warning: listening on {host}: anyone who can reach this machine can use the page and API",
+              flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

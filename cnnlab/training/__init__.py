@@ -1,0 +1,1 @@
+"""Training: the loop (Trainer), its callbacks, optimizers and precision, and data-parallel ranks."""

@@ -1,0 +1,232 @@
+"""The training loop: Keras' fit() on PyTorch, readable on one screen.
+
+Speed comes from keeping the whole data set in memory as uint8 and making each batch with one gather and
+one conversion (no per-sample Python), channels_last for conv nets, bf16 autocast on CPUs with native bf16,
+fused optimizer steps, and evaluation at a large batch size.
+Reproducibility comes from deriving every epoch's shuffle and dropout randomness from (seed, epoch), so a
+resumed run draws exactly the numbers an uninterrupted one would have.
+"""
+
+import copy
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.core import checkpoints, config
+from cnnlab.data.datasets import Split
+from cnnlab.data.transforms import augment, to_input
+from cnnlab.models import inference, specs
+from cnnlab.training import distributed
+from cnnlab.training.callbacks import TerminateOnNaN
+from cnnlab.training.optimizers import make_optimizer, uses_bf16
+
+
+def batch_starts(n: int, batch_size: int) -> list:
+    """Where each batch begins. A last batch of one sample joins the one before: BatchNorm cannot train on a
+    single sample (Keras would crash on it too, with a less helpful message)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return starts
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+class Trainer:
+    """Trains `model` on `train` as the config says, validating on `val` after every epoch. TerminateOnNaN is
+    always among the callbacks (as Keras always adds History)."""
+
+    def __init__(self, model, cfg: config.Config, train: Split, val: Split | None, callbacks, run_dir: Path,
+                 about: dict | None = None):
+        self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
+        self.about = about or {}  # classes, input shape, data set: saved with the weights so a model stands alone
+        self.num_classes = len(self.about.get("classes", [])) or 1 + max(
+            int(split.y.max()) for split in (train, val) if split is not None and len(split))
+        callbacks = list(callbacks)
+        if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
+            callbacks.insert(0, TerminateOnNaN())
+        self.callbacks, self.run_dir = callbacks, Path(run_dir)
+        self.channels_last = cfg.channels_last and specs.uses_conv(model)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.bf16 = uses_bf16(cfg.precision)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        # Several ranks: DDP averages the gradients of the ranks' slices of each global batch.
+        self.net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
+        # use_ema: `averaged` follows the weights as their moving average (BatchNorm's statistics too, so they
+        # match the averaged weights). It is what validation scores and checkpoints save; fit ends with it.
+        self.averaged = copy.deepcopy(model) if cfg.optimizer.use_ema else None
+        # (average, weights) tensor pairs, made once: loading a state copies into these same tensors
+        self.average_pairs = list(zip(self.averaged.state_dict().values(), model.state_dict().values())) \
+            if self.averaged is not None else []
+        self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
+        self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
+        self.steps_per_epoch = len(batch_starts(len(train), cfg.batch_size))
+        self.saved_at = time.monotonic()
+        self.stop_training, self.restored_epoch = False, None
+        for cb in callbacks:
+            cb.set_trainer(self)
+
+    @property
+    def stop_training(self) -> bool:  # Keras' callbacks set model.stop_training; ours may set either
+        return self._stop or getattr(self.model, "stop_training", False)
+
+    @stop_training.setter
+    def stop_training(self, value: bool):
+        self._stop = value
+        self.model.stop_training = value
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple:
+        """One optimizer step on a float batch: (loss, logits), both detached. batch_size: the global batch."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_lr()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.net(x).float()  # the loss is always computed in fp32
+        smooth = self.cfg.label_smoothing
+        if self.world > 1:  # sum over this slice / global batch, x world (DDP averages): the global mean
+            loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=smooth) * (self.world / batch_size)
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=smooth)
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):  # a diverged step never reaches the weights; TerminateOnNaN then stops the run
+            loss.backward()
+            self.optimizer.step()
+            if self.averaged is not None:
+                self.update_average()
+        return loss.detach(), logits.detach()
+
+    def fit(self):
+        cfg, data = self.cfg, self.train_data
+        for cb in self.callbacks:
+            cb.on_train_begin()
+        starts = batch_starts(len(data), cfg.batch_size)
+        steps = len(starts)
+        while self.epoch < cfg.epochs and not self.stop_training:
+            # The epoch's order and, for a new epoch, dropout's randomness come from (seed, epoch); an epoch
+            # resumed mid-way continues its saved RNG stream and sums.
+            self.model.train()
+            start = time.perf_counter()
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch)))
+            if self.batch == 0:  # each rank its own dropout stream, rank 0 the single-process one
+                torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1 + 7919 * self.rank)
+                self.loss_sum, self.correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+            for cb in self.callbacks:
+                cb.on_epoch_begin(self.epoch)
+            for i in range(self.batch, steps):
+                # The batch: this rank's slice of the global batch, augmented, as float pixels.
+                batch = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
+                idx = distributed.shard(batch)
+                a = cfg.augment  # each off by default: augment then returns the batch untouched
+                x = to_input(augment(data.x[idx], a.flip, a.translate, a.blur), self.channels_last)
+                y = data.y[idx]
+                # The step, then the epoch's running sums.
+                loss, logits = self.train_step(x, y, len(batch))
+                self.step, self.batch = self.step + 1, i + 1
+                self.loss_sum += loss * len(y) if self.world == 1 else F.cross_entropy(logits, y, reduction="sum")
+                self.correct += (logits.argmax(1) == y).sum()
+                logs = {"loss": self.loss_sum.item() / (starts[i] + len(batch)) * self.world, "batch_loss": loss.item()}
+                for cb in self.callbacks:
+                    cb.on_train_batch_end(i, logs)
+                if self.world == 1 and cfg.autosave_seconds and time.monotonic() - self.saved_at > cfg.autosave_seconds:
+                    self.save_state()  # a mid-epoch resume point: a kill loses at most autosave_seconds
+            # The epoch's metrics over every rank's slices, validation, callbacks, then the resume point.
+            distributed.all_sum(self.loss_sum, self.correct)
+            logs = {"loss": self.loss_sum.item() / len(data), "accuracy": self.correct.item() / len(data)}
+            if self.val_data is not None and len(self.val_data):
+                val = self.evaluate(self.val_data, fast=True, model=self.scored_model)
+                logs.update(val_loss=val.loss, val_accuracy=val.accuracy)
+            logs.update(lr=self.current_lr(), seconds=round(time.perf_counter() - start, 3))
+            self.history.append(logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self.epoch, logs)
+            self.epoch, self.batch = self.epoch + 1, 0
+            self.save_state()
+            self.saved_epoch = self.epoch
+            for cb in self.callbacks:  # an epoch on screen is an epoch that survives Ctrl-C
+                cb.on_epoch_saved(self.epoch - 1, logs)
+        if self.averaged is not None:  # as Keras' fit ends with finalize_variable_values
+            self.model.load_state_dict(self.averaged.state_dict())
+        for cb in self.callbacks:
+            cb.on_train_end()
+        return self.history
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The model that validation scores and checkpoints save: the weights' moving average with use_ema."""
+        return self.model if self.averaged is None else self.averaged
+
+    @torch.no_grad()
+    def update_average(self):
+        weight = 1 - self.cfg.optimizer.ema_momentum
+        for average, live in self.average_pairs:
+            if average.is_floating_point():
+                average.lerp_(live, weight)
+            else:  # BatchNorm's batch counter
+                average.copy_(live)
+
+    def save_state(self):
+        if self.rank != 0:  # one writer; the other ranks hold the same weights
+            return
+        checkpoints.save(self.run_dir / "last.pt", self.state_dict(), keep_previous=True)
+        self.saved_at = time.monotonic()
+
+    def current_lr(self) -> float:
+        lr = self.lr / (1 + self.cfg.optimizer.decay * self.step)
+        if self.cfg.lr_schedule == "onecycle":
+            total = self.cfg.epochs * self.steps_per_epoch
+            warmup = self.cfg.warmup_epochs * self.steps_per_epoch
+            lr *= (self.step + 1) / warmup if self.step < warmup else max(total - self.step, 0) / (total - warmup)
+        return lr
+
+    def evaluate(self, data: Split, fast: bool = False, model=None) -> inference.Evaluation:
+        """inference.evaluate over this trainer's ranks. fast: in the training precision (the epochs' validation);
+        otherwise fp32 (test scores)."""
+        return inference.evaluate(self.model if model is None else model, data, self.num_classes,
+                                  self.about.get("classes"), bf16=fast and self.bf16, rank=self.rank,
+                                  world=self.world, all_sum=distributed.all_sum)
+
+    def save_model(self, path: str, epoch: int, logs: dict):
+        """What ModelCheckpoint writes: weights plus enough metadata to rebuild and evaluate the model."""
+        if self.rank != 0:
+            return
+        checkpoints.save(self.run_dir / path, {"config": config.to_dict(self.cfg), "about": self.about,
+                                               "epoch": epoch + 1, "logs": logs,
+                                               "model": self.scored_model.state_dict()})
+
+    def state_dict(self) -> dict:
+        """Everything a resume needs, mid-epoch included: the epoch's sums so far and the RNG stream."""
+        return {"config": config.to_dict(self.cfg), "about": self.about, "epoch": self.epoch, "batch": self.batch,
+                "step": self.step, "lr": self.lr, "history": self.history, "stopped": self.stop_training,
+                "threads": torch.get_num_threads(),  # bit-exact resume needs the same count
+                "epoch_sums": [self.loss_sum.item(), self.correct.item()] if self.batch else [0.0, 0],
+                "rng": torch.get_rng_state(), "model": self.scored_model.state_dict(),
+                "live_model": self.model.state_dict() if self.averaged is not None else None,
+                "optimizer": self.optimizer.state_dict(),
+                "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks}}
+
+    def load_state_dict(self, state: dict):
+        # "model" is the scored model; with use_ema the trained weights are under "live_model"
+        self.model.load_state_dict(state.get("live_model") or state["model"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        # Checkpoints store tensors contiguous; a fused step walks a momentum buffer in its parameter's memory
+        # order, so a channels_last weight needs its buffers back in channels_last (else the resume goes wrong).
+        for p, slots in self.optimizer.state.items():
+            for key, t in slots.items():
+                if torch.is_tensor(t) and t.shape == p.shape:
+                    slots[key] = torch.empty_like(p).copy_(t)
+        self.epoch, self.batch, self.step, self.lr = state["epoch"], state["batch"], state["step"], state["lr"]
+        self.saved_epoch = self.epoch
+        self.history, self.stop_training = list(state["history"]), state["stopped"]
+        if self.batch:
+            self.loss_sum = torch.tensor(state["epoch_sums"][0], dtype=torch.float64)
+            self.correct = torch.tensor(state["epoch_sums"][1], dtype=torch.int64)
+            torch.set_rng_state(state["rng"])
+        for cb in self.callbacks:
+            cb.load_state_dict(state["callbacks"].get(type(cb).__name__, cb.state_dict()))
