@@ -19,7 +19,9 @@ def _flush_denormals():
 
 _flush_denormals()
 
+from cnnlab import api  # noqa: E402
+from cnnlab.api import *  # noqa: E402,F403
 from cnnlab.core import __version__  # noqa: E402
 from cnnlab.core.errors import CnnlabError  # noqa: E402
 
-__all__ = ["CnnlabError", "__version__"]
+__all__ = ["CnnlabError", "__version__", *api.__all__]

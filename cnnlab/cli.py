@@ -5,94 +5,52 @@ stderr with exit status 2; nothing already saved is touched.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from cnnlab.core.errors import CnnlabError
+import cnnlab
 from cnnlab.core import config
-from cnnlab.data import datasets
-from cnnlab.models import specs
-from cnnlab.models import presets
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data import sources
+from cnnlab.experiments import registry, runs
+from cnnlab.reports import report
+from cnnlab.training import distributed
 
 
-def build_config(args):
-    """The run's config, checked, and the default name of its run folder."""
-    target = args.target
-    if target.endswith(".toml"):
-        d = config.load_toml(target)
-        name = d.pop("preset", "")
-        if not isinstance(name, str):
-            raise CnnlabError(f"{target}: preset must be a preset's name, got {name!r}")
-        cfg = config.from_dict(d, presets.preset(name) if name else None)
-        cfg.preset, stem = name, Path(target).stem
-    else:
-        cfg, stem = presets.preset(target), target
-    for key, flag in (("dataset", args.dataset), ("data", args.data), ("epochs", args.epochs),
-                      ("batch_size", args.batch_size), ("seed", args.seed), ("val_split", args.val_split),
-                      ("validate_on", args.validate_on), ("precision", args.precision)):
-        if flag is not None:
-            config.set_value(cfg, key, flag)
-    if args.dataset:
-        cfg.data = ""
-    for item in args.set or []:
-        config.set_value(cfg, *config.parse_set(item))
-    config.validate(cfg)
-    return cfg, default_run_name(cfg, stem)
-
-
-def default_run_name(cfg: config.Config, stem: str) -> str:
-    if cfg.data:
-        return f"{stem}-{Path(cfg.data.rstrip('/')).name.split('.')[0]}"
-    if cfg.preset in presets.PRESETS and cfg.dataset != presets.PRESETS[cfg.preset]["dataset"]:
-        return f"{stem}-{cfg.dataset}"
-    return stem
-
-
-def run_folder(runs: str, name: str) -> Path:
-    """Only a plain name: `--fresh` empties this folder, so it must never be `..`, `/` or a path elsewhere."""
-    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise CnnlabError(f"run name {name!r} must be a plain folder name (no '/', not '.' or '..')")
-    return Path(runs) / name
+def overrides(args) -> dict:
+    """The model options as config keys, in the order they apply: the flags, then each --set."""
+    flags = {key: getattr(args, key) for key in ("dataset", "data", "epochs", "batch_size", "seed", "val_split",
+                                                  "validate_on", "precision")}
+    return {k: v for k, v in flags.items() if v is not None} | dict(config.parse_set(i) for i in args.set or [])
 
 
 def cmd_train(args):
-    from cnnlab.training import distributed
-    from cnnlab.experiments.runs import train_run
-    cfg, name = build_config(args)
-    cfg.tensorboard = cfg.tensorboard or args.tensorboard
-    run_dir = run_folder(args.runs, args.name or name)
+    cfg, name = cnnlab.api.library.resolve(args.target, overrides(args))  # bad input stops before torchrun starts
     if args.procs > 1 and distributed.world_size() == 1:  # become torchrun's N ranks on this machine
         distributed.launch(args.argv, args.procs)
         return
-    try:
-        train_run(cfg, run_dir, args.data_dir, args.fresh)
-        distributed.barrier()  # ranks leave together: rank 0 may still be writing results when the others end
-    finally:
-        distributed.finish()
+    cnnlab.train(cfg, run_dir=runs.run_folder(args.runs, args.name or name), fresh=args.fresh,
+                 data_dir=args.data_dir, **({"tensorboard": True} if args.tensorboard else {}))
 
 
 def cmd_evaluate(args):
-    from cnnlab.experiments.runs import evaluate_run
-    r = evaluate_run(Path(args.run), args.which, args.data_dir)
-    if r["note"]:
-        print(f"note: {r['note']}")
-    print(f"{r['checkpoint']} (epoch {r['epoch']}): test loss {r['loss']:.4f}, test accuracy {r['accuracy']:.4f}")
-    width = max(len(c) for c in r["classes"])
-    for c, acc in zip(r["classes"], r["per_class_accuracy"]):
+    e = cnnlab.load_run(args.run).evaluate(args.which, args.data_dir)
+    if e.note:
+        print(f"note: {e.note}")
+    print(f"{e.checkpoint} (epoch {e.epoch}): test loss {e.loss:.4f}, test accuracy {e.accuracy:.4f}")
+    width = max(len(c) for c in e.classes)
+    for c, acc in zip(e.classes, e.per_class_accuracy):
         print(f"  {c.ljust(width)}  {acc:.4f}")
 
 
 def cmd_report(args):
-    from cnnlab.reports.report import write_report
-    out = args.out or (args.runs[0] if len(args.runs) == 1 else "reports")
-    for path in write_report([Path(r) for r in args.runs], Path(out), data_dir=args.data_dir):
-        print(path)
+    r = cnnlab.report(args.runs, args.out, args.data_dir)
+    print(r.markdown, r.html, sep="\n")
 
 
 def cmd_predict(args):
-    import json
-    from cnnlab.serving import predict
-    results = predict.classify_files(Path(args.model), predict.expand(args.images), args.top_k)
+    results = cnnlab.load_model(args.model).predict_files(args.images, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -105,16 +63,13 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    from cnnlab.serving.export import export
-    export(Path(args.model), args.format, Path(args.out) if args.out else None, args.check_images, args.data_dir)
+    cnnlab.load_model(args.model).export(args.format, args.out, args.check_images, args.data_dir)
 
 
 def cmd_runs(args):
-    from cnnlab.experiments import registry
     db = Path(args.runs) / registry.FILENAME
     rows = registry.runs(db, args.status or "", args.preset or "", args.dataset or "", args.name or "")
     if args.json:
-        import json
         print(json.dumps(rows, indent=2))
     elif rows:
         print(registry.table(rows))
@@ -125,7 +80,7 @@ def cmd_runs(args):
 
 def cmd_sweep(args):
     from cnnlab.experiments import sweep
-    cfg, name = build_config(args)
+    cfg, name = cnnlab.api.library.resolve(args.target, overrides(args))
     space = sweep.load_space(args.space) if args.space else sweep.Space()
     space.grid |= sweep.parse_grid(args.grid or [])
     study_name = args.study or f"{name}-sweep"
@@ -136,20 +91,15 @@ def cmd_sweep(args):
     print(sweep.ranking_table(rows))
     best = [Path(r["run"]) for r in rows if r["state"] == "complete" and r["run"]][:args.top]
     if best:
-        from cnnlab.reports.report import write_report
         intro = f"Trials ranked by best validation accuracy.\n\n{sweep.ranking_table(rows)}\n"
-        for path in write_report(best, Path(args.runs) / f"{study_name}-report", title=f"Sweep {study_name}",
-                                 intro_md=intro, data_dir=args.data_dir):
-            print(path)
+        r = cnnlab.report(best, Path(args.runs) / f"{study_name}-report", args.data_dir, f"Sweep {study_name}", intro)
+        print(r.markdown, r.html, sep="\n")
 
 
 def cmd_compare(args):
-    from cnnlab.experiments import registry
-    from cnnlab.reports import report
-    from cnnlab.reports import facts
     db = Path(args.runs) / registry.FILENAME
     folders = [Path(r) if Path(r).is_dir() else Path(registry.lookup(db, [r])[0]["path"]) for r in args.run]
-    print(report.comparison_table([facts.run_summary(f, args.data_dir) for f in folders]))
+    print(report.comparison_table(cnnlab.compare(folders, args.data_dir)))
 
 
 def cmd_lab(args):
@@ -159,26 +109,19 @@ def cmd_lab(args):
 
 
 def cmd_summary(args):
-    cfg, _ = build_config(args)
-    if cfg.data:  # a user's images: their own size, channels and classes
-        ds = datasets.load(data=cfg.data)
-        shape, classes = ds.input_shape, len(ds.classes)
-    else:  # a built-in data set: known without loading it
-        shape, classes = datasets.BUILTIN[cfg.dataset]["shape"], 10
-    _, infos = specs.build(cfg.layers, shape, classes)
-    print(f"Model: {cfg.preset} (input {shape[1]}x{shape[2]}x{shape[0]})")
-    print(specs.summary(infos, shape))
+    print(cnnlab.summary(args.target, data_dir=args.data_dir, **overrides(args)))
 
 
 def cmd_presets(args):
-    for name, text in presets.DESCRIPTIONS.items():
+    for name, text in cnnlab.presets().items():
         print(f"{name:10s} {text}")
 
 
 def cmd_datasets(args):
-    for name, where in datasets.describe_all(args.data_dir):
+    for name, where in sources.describe_all(args.data_dir):
         print(f"{name:14s} {where}")
-    print("any folder, .tar.gz or .zip with train/<class>/*.png|jpg and test/<class>/*: pass --data PATH")
+    print("any folder, .tar.gz or .zip with train/<class>/*.png|jpg and test/<class>/*, or an .npz of x_train, "
+          "y_train, x_test, y_test: pass --data PATH")
 
 
 def cmd_serve(args):

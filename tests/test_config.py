@@ -69,10 +69,9 @@ def test_infinite_values_refused():
     ("dataset", "imagenet", "unknown dataset"),
 ])
 def test_validate_refuses(key, value, message):
-    cfg = presets.preset("mlp")
-    config.set_value(cfg, key, value)
+    """presets.resolve: the one check of a config (keys, types, ranges, data set names) before anything loads."""
     with pytest.raises(CnnlabError, match=message):
-        config.validate(cfg)
+        presets.resolve("mlp", {key: value})
 
 
 def test_validation_metrics_vanish_without_a_validation_set():
@@ -83,10 +82,8 @@ def test_validation_metrics_vanish_without_a_validation_set():
 
 
 def test_dataset_aliases_are_canonical():
-    cfg = presets.preset("mlp")
-    config.set_value(cfg, "dataset", "FMNIST")
-    config.validate(cfg)
-    assert cfg.dataset == "fashion-mnist"
+    cfg, name = presets.resolve("mlp", {"dataset": "FMNIST"})
+    assert (cfg.dataset, name) == ("fashion-mnist", "mlp-fashion-mnist")
 
 
 def test_toml_strings_with_control_characters_roundtrip():

@@ -1,5 +1,7 @@
 import pytest
 
+import cnnlab
+
 from cnnlab.core.errors import CnnlabError
 from cnnlab.models import specs
 from cnnlab.models import presets
@@ -14,8 +16,9 @@ from cnnlab.models import presets
 def test_parameter_counts_equal_keras(name, shape, trainable, total):
     model, infos = specs.build(presets.preset(name).layers, shape, 10)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
-    text = specs.summary(infos, shape)
-    assert f"Trainable params: {trainable:,}" in text and f"Total params: {total:,}" in text
+    s = cnnlab.summary(name, input_shape=shape)
+    assert (s.trainable_params, s.params) == (trainable, total) and len(s.rows) == len(infos)
+    assert f"Trainable params: {trainable:,}" in str(s) and f"Total params: {total:,}" in str(s)
 
 
 def test_mnist_cnn_on_too_small_images_names_the_layer():

@@ -53,17 +53,17 @@ def test_one_run_report(runs, tmp_path):
     assert len(images) == 3 and all((tmp_path / i).stat().st_size > 1000 for i in images)  # curves, matrix, errors
     assert page.count('src="data:image/png;base64,') == 3
     assert not re.search(r'(src|href)="(?!data:)', page) and "http" not in page  # self-contained
-    assert "<th>Hyperparameter</th><th>What I used</th>" in page and "<table>" in page
+    assert "<th>Hyperparameter</th>\n<th>What I used</th>" in page and "<table>" in page
 
 
 def test_results_match_the_run(runs):
     s = facts.run_summary(runs / "small")
     result = json.loads((runs / "small" / "results.json").read_text())
-    assert s["status"] == "finished" and s["epochs"] == 3 and s["test_accuracy"] == result["test"]["accuracy"]
-    assert s["params"] == 784 * 32 + 32 + 33 * 10 and s["flops"] == 2 * (784 * 32 + 32 * 10)
-    assert s["test_accuracy"] > 0.8 and s["sec_per_epoch"] > 0  # chance is 0.1
+    assert s.status == "finished" and s.epochs == 3 and s.test_accuracy == result["test"]["accuracy"]
+    assert s.params == 784 * 32 + 32 + 33 * 10 and s.flops == 2 * (784 * 32 + 32 * 10)
+    assert s.test_accuracy > 0.8 and s.sec_per_epoch > 0  # chance is 0.1
     info = facts.gather(runs / "small")
-    assert sum(map(sum, info["test"]["confusion"])) == 500
+    assert sum(map(sum, info.test.confusion)) == 500
 
 
 def test_crashed_runs_are_reported_as_crashed(runs, tmp_path):
@@ -74,7 +74,7 @@ def test_crashed_runs_are_reported_as_crashed(runs, tmp_path):
     assert "## killed — crashed" in md and "crashed or interrupted after" in md and "of 500 epochs" in md
     assert "## no-results — crashed" in md and "after 3 of 3 epochs" in md
     killed = facts.run_summary(runs / "killed")
-    assert killed["status"] == "crashed" and killed["epochs"] >= 3 and killed["test_accuracy"] is None
+    assert killed.status == "crashed" and killed.epochs >= 3 and killed.test_accuracy is None
     table = md.split("## Comparison")[1].split("\n\n")[1]
     assert table.startswith("| Run | Preset |") and len(table.splitlines()) == 5
     assert "| killed | mlp | MNIST | crashed |" in table and " * |" in table  # scored here, not from results.json
@@ -93,18 +93,19 @@ def test_a_run_being_trained_is_reported_as_running(runs):
     from cnnlab.core.locks import lock
     held = lock(runs / "killed")  # what a training process holds; the OS drops it when that process dies
     try:
-        assert facts.run_summary(runs / "killed")["status"] == "running"
+        assert facts.run_summary(runs / "killed").status == "running"
     finally:
         held.close()
-    assert facts.run_summary(runs / "killed")["status"] == "crashed"
+    assert facts.run_summary(runs / "killed").status == "crashed"
 
 
-def test_html_follows_markdown_line_by_line(tmp_path):
-    # as `cnnlab lab` writes its answers: no blank line between a heading, its text, a list and a table
-    md = "## Why?\nBecause **3072** = 32 x 32 x 3.\n- one\n- two <b>\n| a | b | c |\n|---|---|---|\n| x | 1.5 | 2 |\n"
+def test_html_follows_the_markdown(tmp_path):
+    # as `cnnlab lab` writes its answers: a heading and its text on adjacent lines, blocks apart
+    md = "## Why?\nBecause **3072** = 32 x 32 x 3.\n\n- one\n- two <b>\n\n| a | b | c |\n|---|---|---|\n| x | 1.5 | 2 |\n\n"
     page = report.to_html(md + "![gone](nowhere.png)\n", tmp_path, "t")
-    assert "<h2>Why?</h2>\n<p>Because <b>3072</b> = 32 x 32 x 3.</p>\n<ul><li>one</li><li>two &lt;b&gt;</li></ul>" in page
-    assert '<tr><td>x</td><td class="n">1.5</td><td class="n">2</td></tr></table>' in page
+    assert "<h2>Why?</h2>\n<p>Because <strong>3072</strong> = 32 x 32 x 3.</p>" in page
+    assert "<li>one</li>\n<li>two &lt;b&gt;</li>" in page  # the user's text is never markup
+    assert "<td>x</td>\n<td>1.5</td>\n<td>2</td>" in page
     assert "[missing image: nowhere.png]" in page and "<img" not in page
 
 

@@ -127,7 +127,7 @@ patience = 1
     (["train", "mlp", "--set", "epochs=2.5"], "epochs must be an integer"),
     (["train", "missing.toml"], "cannot read config missing.toml"),
     (["train", "mlp", "--data", "/no/such/folder"], "no such file or folder"),
-    (["evaluate", "/no/such/run"], "has no checkpoint"),
+    (["evaluate", "/no/such/run"], "/no/such/run is not a run folder"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     r = cnnlab(*args, "--runs", tmp_path) if args[0] == "train" else cnnlab(*args)

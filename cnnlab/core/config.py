@@ -5,11 +5,12 @@ Every hyperparameter of a run lives here, so a run's config.toml re-runs it exac
 
 import copy
 import dataclasses
-import json
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomli_w
 
 from cnnlab.core.errors import CnnlabError
 
@@ -185,9 +186,6 @@ RUN_FILES = {"last.pt", "last.pt.prev", "config.toml", "metrics.csv", "results.j
 
 def validate(cfg: Config):
     """Checks that need more than one key or a value's content; run before anything is loaded or deleted."""
-    if not cfg.data:
-        from cnnlab.data.sources import canonical_name  # deferred: it brings in numpy and PIL (via formats)
-        cfg.dataset = canonical_name(cfg.dataset)
     if cfg.seed >= 2**32:
         raise CnnlabError(f"seed must be below 2**32, got {cfg.seed}")
     if not 0 <= cfg.label_smoothing < 1:
@@ -268,39 +266,14 @@ def to_dict(cfg: Config) -> dict:
 
 
 def to_toml(cfg: Config) -> str:
-    """Write the config as TOML: scalars first, layers as inline tables, then one table per section."""
-    d = to_dict(cfg)
-    lines, sections = [], []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            sections.append((k, v))
-        elif k == "layers":
-            lines.append("layers = [\n" + "".join(f"  {_inline(layer)},\n" for layer in v) + "]")
-        elif v is not None:
-            lines.append(f"{k} = {_value(v)}")
-    for name, sec in sections:
-        lines.append(f"\n[{name}]")
-        lines += [f"{k} = {_value(v)}" for k, v in sec.items() if v is not None]
-    return "\n".join(lines) + "\n"
+    """The config as TOML (tomli-w): scalars, then the layers, then one table per section. TOML has no null, so a
+    key left at None (early_stopping.baseline) is left out, and reads back as None."""
+    return tomli_w.dumps(_without_none(to_dict(cfg)))
 
 
-def _inline(d: dict) -> str:
-    return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in d.items()) + " }"
-
-
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
-
-
-def _value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string (escapes control characters) is a valid TOML basic string
+def _without_none(v):
     if isinstance(v, dict):
-        return _inline(v)
+        return {k: _without_none(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    raise TypeError(v)
+        return [_without_none(x) for x in v]
+    return v

@@ -90,6 +90,8 @@ def _parse_path(path: Path):
         labels = np.concatenate([tr[1], te[1]])
         classes = [str(c) for c in range(int(labels.max()) + 1 if len(labels) else 0)]
         return tr, te, classes, False, f"IDX files in {path}"
+    if path.is_file() and path.suffix == ".npz":
+        return (*formats.read_npz(path), False, f"arrays {path}")
     if path.is_file() and tarfile.is_tarfile(path) and _is_cifar_tarball(path):
         return (*formats.read_cifar_tarball(path), False, f"CIFAR tarball {path}")
     return (*formats.read_image_folder(path), False, f"image folder {path}")
@@ -122,7 +124,7 @@ def _decode_cached(name, files, source, tried, parse) -> Dataset:
             pass  # a damaged cache entry is rebuilt below
     (trx, try_), (tex, tey), classes, verified, found = parse()
     source = source or found
-    if len(trx) == 0 or len(tex) == 0:
+    if len(trx) == 0 or (len(tex) == 0 and not found.startswith("arrays")):
         raise CnnlabError(f"{name}: the {'training' if len(trx) == 0 else 'test'} set is empty ({source})")
     arrays = {"train_x": trx, "train_y": try_, "test_x": tex, "test_y": tey}
     _store(folder, arrays, {"classes": classes, "verified": verified, "source": source})

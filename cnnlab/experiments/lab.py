@@ -75,13 +75,13 @@ def _pct(x) -> str:
 
 def answers(info: dict, quick: bool, seconds: float) -> str:
     """The lab's questions, each answered with this run's measurements."""
-    s = {n: info[n]["summary"] for n in LAB}
+    s = {n: info[n].summary for n in LAB}
     mlp, deep, mcnn, ccnn = (info[n] for n in LAB)
     shape = _input_shape(mlp)
     flat = shape[0] * shape[1] * shape[2]
     first = flat * 1024 + 1024
     lines = [
-        f"Measured on this machine: **{sum(x['seconds'] for r in info.values() for x in r['history']) / 60:.1f} "
+        f"Measured on this machine: **{sum(x['seconds'] for r in info.values() for x in r.history) / 60:.1f} "
         f"minutes** of training (every epoch of the four runs, validation included, summed from their "
         f"metrics.csv); this invocation of `cnnlab lab` took {seconds / 60:.1f} minutes up to this report"
         f"{' (quick mode: subsets of the training images, a few epochs; the full lab is `cnnlab lab`)' if quick else ''}.",
@@ -90,72 +90,72 @@ def answers(info: dict, quick: bool, seconds: float) -> str:
         f"A CIFAR-10 image is {shape[1]} x {shape[2]} pixels x {shape[0]} colour channels = **{flat}** numbers. A "
         f"dense network cannot take a grid, so the image is flattened into one vector of {flat} values (scaled "
         f"to [0, 1]). Its first Dense(1024) layer then has {flat} x 1024 weights + 1024 biases = **{first:,}** "
-        f"parameters, {first / s['mlp']['params']:.1%} of the MLP's {s['mlp']['params']:,}. (MNIST: 28 x 28 x 1 "
+        f"parameters, {first / s['mlp'].params:.1%} of the MLP's {s['mlp'].params:,}. (MNIST: 28 x 28 x 1 "
         f"= 784.)",
         "",
         "## The designs",
         report.table(["Network", "Data", "Optimizer", "Learning rate", "Batch", "Epochs run / max", "Parameters",
                       "MFLOPs / image"],
-                     [(n, s[n]["data"], info[n]["cfg"].optimizer.name, info[n]["cfg"].optimizer.lr,
-                       info[n]["cfg"].batch_size, f"{s[n]['epochs']}/{s[n]['max_epochs']}", f"{s[n]['params']:,}",
-                       f"{s[n]['flops'] / 1e6:.2f}") for n in LAB]),
+                     [(n, s[n].data, info[n].cfg.optimizer.name, info[n].cfg.optimizer.lr,
+                       info[n].cfg.batch_size, f"{s[n].epochs}/{s[n].max_epochs}", f"{s[n].params:,}",
+                       f"{s[n].flops / 1e6:.2f}") for n in LAB]),
         "",
         "Each run's full hyperparameter table (Hyperparameter | What I used) is in its section below.",
         "",
         "## Are the MLPs over- or underfitting?",
     ]
     for name, r in (("mlp", mlp), ("mlp-deep", deep)):
-        label, _, ev = r["verdict"]
+        label, ev = r.verdict.label, r.verdict.evidence
         why = "; ".join(ev.get("reasons", [])) or "none of the over- or underfitting conditions holds"
         lines.append(f"- **{name}: {label}.** Last epoch: train accuracy {_pct(ev.get('train_accuracy'))}, "
                      f"validation {_pct(ev.get('val_accuracy'))} (gap {ev.get('gap', 0) * 100:.1f} points); "
                      f"validation loss lowest at epoch {ev.get('best_val_loss_epoch')} of {ev.get('epochs')}. "
                      f"Why: {why}.")
-    lines += ["", f"The rule: {mlp['verdict'][1]}", "",
+    lines += ["", f"The rule: {mlp.verdict.rule}", "",
               "## What did going deeper and wider, with Adam, change?",
-              _deeper(s["mlp"], s["mlp-deep"], mlp["verdict"][2], deep["verdict"][2]), "",
+              _deeper(s["mlp"], s["mlp-deep"], mlp.verdict.evidence, deep.verdict.evidence), "",
               "## Why does a CNN beat a dense network on images?",
-              _cnn_vs_dense(s["mlp"], s["cifar-cnn"], mlp["verdict"][0]), "",
+              _cnn_vs_dense(s["mlp"], s["cifar-cnn"], mlp.verdict.label), "",
               "## The CNN on MNIST",
-              f"mnist-cnn reached **{_pct(s['mnist-cnn']['test_accuracy'])}** test accuracy in "
-              f"{s['mnist-cnn']['epochs']} epoch(s) ({mcnn['stopped']}), with {s['mnist-cnn']['params']:,} "
-              f"parameters, at {s['mnist-cnn']['sec_per_epoch']:.1f} s per epoch. It was saved every epoch by "
-              f"ModelCheckpoint and watched by EarlyStopping(min_delta={mcnn['cfg'].early_stopping.min_delta}, "
-              f"patience={mcnn['cfg'].early_stopping.patience}); re-running the command resumes from last.pt.", "",
-              f"cifar-cnn (early stopping on val_loss, patience {ccnn['cfg'].early_stopping.patience}, best "
-              f"weights restored): {ccnn['stopped']}.", ""]
+              f"mnist-cnn reached **{_pct(s['mnist-cnn'].test_accuracy)}** test accuracy in "
+              f"{s['mnist-cnn'].epochs} epoch(s) ({mcnn.stopped}), with {s['mnist-cnn'].params:,} "
+              f"parameters, at {s['mnist-cnn'].sec_per_epoch:.1f} s per epoch. It was saved every epoch by "
+              f"ModelCheckpoint and watched by EarlyStopping(min_delta={mcnn.cfg.early_stopping.min_delta}, "
+              f"patience={mcnn.cfg.early_stopping.patience}); re-running the command resumes from last.pt.", "",
+              f"cifar-cnn (early stopping on val_loss, patience {ccnn.cfg.early_stopping.patience}, best "
+              f"weights restored): {ccnn.stopped}.", ""]
     return "\n".join(lines)
 
 
 def _input_shape(r: dict) -> tuple:
     from cnnlab.core import checkpoints
-    state = checkpoints.load(r["dir"] / "last.pt")
+    state = checkpoints.load(r.dir / "last.pt")
     return tuple(state["about"]["input_shape"])
 
 
 def _deeper(a: dict, b: dict, ev_a: dict, ev_b: dict) -> str:
-    return (f"mlp-deep has {b['params']:,} parameters ({b['params'] / a['params']:.2f}x mlp's) and takes "
-            f"{b['sec_per_epoch']:.1f} s per epoch (mlp: {a['sec_per_epoch']:.1f} s). Best validation accuracy "
-            f"{_pct(b['best_val_accuracy'])} vs {_pct(a['best_val_accuracy'])}; test {_pct(b['test_accuracy'])} vs "
-            f"{_pct(a['test_accuracy'])}. Train-validation gap at the end: {ev_b.get('gap', 0) * 100:.1f} vs "
+    return (f"mlp-deep has {b.params:,} parameters ({b.params / a.params:.2f}x mlp's) and takes "
+            f"{b.sec_per_epoch:.1f} s per epoch (mlp: {a.sec_per_epoch:.1f} s). Best validation accuracy "
+            f"{_pct(b.best_val_accuracy)} vs {_pct(a.best_val_accuracy)}; test {_pct(b.test_accuracy)} vs "
+            f"{_pct(a.test_accuracy)}. Train-validation gap at the end: {ev_b.get('gap', 0) * 100:.1f} vs "
             f"{ev_a.get('gap', 0) * 100:.1f} points. More capacity and Adam fit the training images faster; "
             f"whether that helps unseen images is what the validation column says.")
 
 
 def _cnn_vs_dense(mlp: dict, cnn: dict, mlp_verdict: str) -> str:
-    fewer = mlp["params"] / cnn["params"]
-    gain = ((cnn["test_accuracy"] or 0) - (mlp["test_accuracy"] or 0)) * 100
-    return (f"On the same CIFAR-10 images, cifar-cnn reaches **{_pct(cnn['test_accuracy'])}** test accuracy against "
-            f"the MLP's **{_pct(mlp['test_accuracy'])}** ({gain:+.1f} points) with **{fewer:.1f}x fewer parameters** "
-            f"({cnn['params']:,} vs {mlp['params']:,}), while doing {cnn['flops'] / mlp['flops']:.0f}x the "
-            f"arithmetic per image ({cnn['flops'] / 1e6:.0f} vs {mlp['flops'] / 1e6:.1f} MFLOPs) and taking "
-            f"{cnn['sec_per_epoch']:.1f} vs {mlp['sec_per_epoch']:.1f} s per epoch. The numbers say why: a "
+    fewer = mlp.params / cnn.params
+    gain = ((cnn.test_accuracy or 0) - (mlp.test_accuracy or 0)) * 100
+    return (f"On the same CIFAR-10 images, cifar-cnn reaches **{_pct(cnn.test_accuracy)}** test accuracy against "
+            f"the MLP's **{_pct(mlp.test_accuracy)}** ({gain:+.1f} points) with **{fewer:.1f}x fewer parameters** "
+            f"({cnn.params:,} vs {mlp.params:,}), while doing {cnn.flops / mlp.flops:.0f}x the "
+            f"arithmetic per image ({cnn.flops / 1e6:.0f} vs {mlp.flops / 1e6:.1f} MFLOPs) and taking "
+            f"{cnn.sec_per_epoch:.1f} vs {mlp.sec_per_epoch:.1f} s per epoch. The numbers say why: a "
             f"convolution applies the same small 3x3 filters at every position (weight sharing), so each weight is "
             f"used hundreds of times per image — many FLOPs, few parameters — and a pattern learned in one place "
             f"is recognised everywhere; pooling makes the answer tolerant to small shifts. The MLP must learn each "
             f"pattern separately at every pixel position from 3072 unrelated inputs, which costs millions of "
             f"weights" + (", and it memorises its training images instead (its verdict above: overfitting)."
                           if mlp_verdict == "overfitting" else
-                          f" (its verdict above: {mlp_verdict} after {mlp['epochs']} epochs; the full lab's "
+                          f" (its verdict above: {mlp_verdict} after {mlp.epochs} epochs; the full lab's "
                           f"{presets.preset('mlp').epochs} epochs show "
                           f"whether it goes on to memorise its training images)."))

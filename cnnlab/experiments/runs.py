@@ -82,8 +82,9 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
                               f"re-run with --fresh to start over or --name for a new run")
         if _finished(state) and cfg.epochs <= state["config"]["epochs"] and (run_dir / "results.json").exists():
             result = json.loads((run_dir / "results.json").read_text())
-            say(f"{run_dir.name} already finished at epoch {state['epoch']}: test accuracy "
-                f"{result['test']['accuracy']:.4f} (results.json); use --epochs N to extend or --fresh")
+            scored = f"test accuracy {result['test']['accuracy']:.4f}" if result.get("test") else "no test set"
+            say(f"{run_dir.name} already finished at epoch {state['epoch']}: {scored} (results.json); use "
+                f"--epochs N to extend or --fresh")
             return result
     threads = inference.set_threads(cfg.threads, distributed.world_size())
     ds, train, val = prepare_data(cfg, data_dir)
@@ -124,7 +125,7 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
     recorder.end("stopped early" if result["stopped_early"] else "finished", result["test"])
     say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
-        f"{result['weights']}) - run folder {run_dir}")
+        f"{result['weights']}) - run folder {run_dir}" if result["test"] else f"no test set; run folder {run_dir}")
     if held:
         held.close()
     return result
@@ -166,7 +167,7 @@ def resume(trainer: Trainer, state: dict, cfg: config.Config, run_dir: Path, say
 
 def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: float) -> dict:
     es = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
-    test = trainer.evaluate(ds.test).to_dict()  # every rank scores its share
+    test = trainer.evaluate(ds.test).to_dict() if len(ds.test) else None  # every rank scores its share
     result = {
         "dataset": ds.name, "source": ds.source, "verified": ds.verified, "classes": ds.classes,
         "epochs_run": trainer.epoch, "stopped_early": bool(es and es.stopped_epoch >= 0),
@@ -187,7 +188,7 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
     return result
 
 
-def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None) -> dict:
+def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None) -> inference.Evaluation:
     """Test metrics of a run's best (ModelCheckpoint's newest file) or last weights, on the run's own test set."""
     state, path, note = checkpoints.load_run_model(Path(run_dir), which)
     try:
@@ -196,6 +197,16 @@ def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None
         raise CnnlabError(f"{path} holds no usable config ({type(e).__name__}: {e})") from None
     inference.set_threads(cfg.threads)
     ds, _, _ = prepare_data(cfg, data_dir)
+    if not len(ds.test):
+        raise CnnlabError(f"{run_dir} has no test set (trained from arrays without validation_data)")
     model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
     test = inference.evaluate(model, ds.test, len(ds.classes), ds.classes)
-    return {"checkpoint": str(path), "epoch": state["epoch"], "classes": ds.classes, "note": note, **test.to_dict()}
+    test.checkpoint, test.epoch, test.note = str(path), state["epoch"], note
+    return test
+
+
+def run_folder(runs: str, name: str) -> Path:
+    """Only a plain name: a fresh start empties this folder, so it must never be `..`, `/` or a path elsewhere."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise CnnlabError(f"run name {name!r} must be a plain folder name (no '/', not '.' or '..')")
+    return Path(runs) / name

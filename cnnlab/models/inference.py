@@ -24,6 +24,9 @@ class Evaluation:
     confusion: list
     classes: list = field(default_factory=list)
     probabilities: torch.Tensor | None = field(default=None, repr=False)  # N x classes, with keep_probabilities
+    checkpoint: str = ""  # which weights, when a run's checkpoint was scored
+    epoch: int | None = None
+    note: str = ""
 
     def to_dict(self) -> dict:
         return {"loss": self.loss, "accuracy": self.accuracy, "per_class_accuracy": self.per_class_accuracy,

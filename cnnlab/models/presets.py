@@ -1,7 +1,11 @@
 """The lab's four networks and training recipes, as plain config dicts (the same shape as a TOML file)."""
 
+import copy
+from pathlib import Path
+
+from cnnlab.core.config import Config, from_dict, load_toml, set_value, validate
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.config import Config, from_dict
+from cnnlab.data.sources import canonical_name
 
 
 def conv(filters, kernel, padding="same"):
@@ -111,3 +115,39 @@ def preset(name: str) -> Config:
     if name not in PRESETS:
         raise CnnlabError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} or give a .toml file")
     return from_dict({**PRESETS[name], "preset": name})
+
+
+def resolve(target, overrides: dict | None = None) -> tuple:
+    """(config, default run-folder name) from a preset's name, a .toml file (whose `preset` key it starts from)
+    or a Config, with `overrides` (dotted keys, `optimizer.lr`, or `optimizer__lr` as a Python keyword) on top;
+    checked once, here, before anything is loaded or deleted."""
+    if isinstance(target, Config):
+        cfg, stem = copy.deepcopy(target), target.preset or "custom"
+    elif not isinstance(target, str):
+        raise CnnlabError(f"expected a preset's name, a .toml file or a Config, got {type(target).__name__}")
+    elif target.endswith(".toml"):
+        d = load_toml(target)
+        name = d.pop("preset", "")
+        if not isinstance(name, str):
+            raise CnnlabError(f"{target}: preset must be a preset's name, got {name!r}")
+        cfg = from_dict(d, preset(name) if name else None)
+        cfg.preset, stem = name, Path(target).stem
+    else:
+        cfg, stem = preset(target), target
+    for key, value in (overrides or {}).items():
+        set_value(cfg, key.replace("__", "."), value)
+    if (overrides or {}).get("dataset"):
+        cfg.data = ""  # naming a built-in data set replaces a --data path
+    if not cfg.data:
+        cfg.dataset = canonical_name(cfg.dataset)
+    validate(cfg)
+    return cfg, run_name(cfg, stem)
+
+
+def run_name(cfg: Config, stem: str) -> str:
+    """The preset, plus the data set when it is not the preset's own."""
+    if cfg.data:
+        return f"{stem}-{Path(cfg.data.rstrip('/')).name.split('.')[0]}"
+    if cfg.preset in PRESETS and cfg.dataset != PRESETS[cfg.preset]["dataset"]:
+        return f"{stem}-{cfg.dataset}"
+    return stem

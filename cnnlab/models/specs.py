@@ -248,21 +248,3 @@ def _keras_init(model: nn.Module, init: str):
                 nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-
-def summary(infos, input_shape) -> str:
-    """Keras-style table: layer, output shape (channels last, as Keras prints), parameters, FLOPs."""
-    def keras_shape(s):
-        return "(None, " + ", ".join(str(d) for d in ((*s[1:], s[0]) if len(s) == 3 else s)) + ")"
-    rows = [("Layer (type)", "Output Shape", "Param #", "FLOPs")]
-    rows.append(("input", keras_shape(input_shape), "0", "0"))
-    rows += [(i.name, keras_shape(i.output_shape), f"{i.params + i.buffers:,}", f"{i.flops:,}") for i in infos]
-    widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
-    line = "=" * sum(widths)
-    fmt = lambda r: "".join(r[c].ljust(widths[c]) if c < 2 else r[c].rjust(widths[c]) for c in range(4))
-    trainable, stats = sum(i.params for i in infos), sum(i.buffers for i in infos)
-    flops = sum(i.flops for i in infos)
-    return "\n".join([fmt(rows[0]), line, *map(fmt, rows[1:]), line,
-                      f"Total params: {trainable + stats:,}", f"Trainable params: {trainable:,}",
-                      f"Non-trainable params: {stats:,}",
-                      f"FLOPs per image (forward): {flops:,} ({flops / 1e6:.1f} MFLOPs)"])

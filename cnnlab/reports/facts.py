@@ -7,6 +7,7 @@ never an exception: a crashed run is reported, not skipped.
 import csv
 import json
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.core import checkpoints, config
@@ -19,6 +20,62 @@ from cnnlab.reports import verdict
 NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
          "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}  # the JPEG copy is not the benchmark: never call it CIFAR-10
 ERRORS_SHOWN = 24  # misclassified images in the grid: enough to see a pattern, small enough to read
+
+
+@dataclass
+class RunSummary:
+    """One line about a run: `cnnlab compare`'s row, the registry's view, a Run's repr."""
+    name: str
+    preset: str
+    data: str
+    status: str  # finished | running | crashed
+    epochs: int
+    max_epochs: int
+    params: int | None
+    flops: int | None  # per image, forward
+    sec_per_epoch: float | None  # median: one slow epoch is not typical
+    best_val_accuracy: float | None
+    best_val_epoch: int | None
+    test_accuracy: float | None
+    test_from: str | None  # results.json, or the checkpoint scored for a report
+    verdict: str
+
+
+@dataclass
+class TestAnalysis:
+    """A checkpoint scored on the run's test set, with its most confident mistakes (image, true, predicted, p)."""
+    checkpoint: str
+    epoch: int
+    note: str
+    classes: list
+    loss: float
+    accuracy: float
+    confusion: list
+    errors: list
+
+
+@dataclass
+class Verdict:
+    label: str  # overfitting | underfitting | good fit | no verdict
+    rule: str
+    evidence: dict
+
+
+@dataclass
+class RunFacts:
+    """Everything a report says about one run."""
+    dir: Path
+    cfg: object
+    history: list  # metrics.csv rows
+    results: dict | None  # results.json
+    test: TestAnalysis | None
+    notes: list
+    classes: list
+    stopped: str  # why training stopped
+    verdict: Verdict
+    summary: RunSummary
+    hyperparameters: list
+    slug: str = field(default="")  # the report's name for its figures
 
 
 def read_history(run_dir: Path, state: dict | None) -> list:
@@ -127,7 +184,7 @@ def hyperparameters(cfg, classes: int, params, flops) -> list:
     return rows
 
 
-def score_test_set(run_dir: Path, cfg, data_dir: str | None) -> dict:
+def score_test_set(run_dir: Path, cfg, data_dir: str | None) -> TestAnalysis:
     """Score the best weights (ModelCheckpoint's newest file, else last.pt) on the run's own test set, once."""
     state, path, note = checkpoints.load_run_model(run_dir, "best")
     inference.set_threads(cfg.threads)
@@ -137,17 +194,21 @@ def score_test_set(run_dir: Path, cfg, data_dir: str | None) -> dict:
     conf, pred = scored.probabilities.max(1)
     wrong = (pred != ds.test.y).nonzero().flatten()
     wrong = wrong[conf[wrong].argsort(descending=True)][:ERRORS_SHOWN]  # the most confident mistakes teach most
-    return {"checkpoint": path.name, "epoch": state["epoch"], "note": note, "classes": ds.classes,
-            "loss": scored.loss, "accuracy": scored.accuracy, "confusion": scored.confusion,
-            "errors": [(ds.test.x[i], int(ds.test.y[i]), int(pred[i]), float(conf[i])) for i in wrong.tolist()]}
+    return TestAnalysis(path.name, state["epoch"], note, ds.classes, scored.loss, scored.accuracy, scored.confusion,
+                        [(ds.test.x[i], int(ds.test.y[i]), int(pred[i]), float(conf[i])) for i in wrong.tolist()])
 
 
-def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> dict:
-    """Everything the report shows about one run; `evaluate` scores the test set (seconds to a minute)."""
+def check_run_folder(run_dir) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not {"last.pt", "last.pt.prev", "metrics.csv", "config.toml"} & {
             p.name for p in run_dir.iterdir()}:
         raise CnnlabError(f"{run_dir} is not a run folder (no config.toml, metrics.csv or last.pt)")
+    return run_dir
+
+
+def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> RunFacts:
+    """Everything the report shows about one run; `evaluate` scores the test set (seconds to a minute)."""
+    run_dir = check_run_folder(run_dir)
     cfg, state, results, notes = _load(run_dir)
     history = read_history(run_dir, state)
     about = (state or {}).get("about", {})
@@ -157,7 +218,7 @@ def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> dict:
             test = score_test_set(run_dir, cfg, data_dir)
         except (CnnlabError, OSError) as e:
             notes.append(f"test-set analysis unavailable: {e}")
-    classes = about.get("classes") or (results or {}).get("classes") or (test or {}).get("classes") or []
+    classes = about.get("classes") or (results or {}).get("classes") or (test.classes if test else [])
     params = flops = None
     if classes and about.get("input_shape"):
         _, infos = specs.build(cfg.layers, tuple(about["input_shape"]), len(classes), cfg.init)
@@ -167,22 +228,17 @@ def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> dict:
         "no verdict", "The class count is unknown (no readable checkpoint).", {})
     seconds = [h["seconds"] for h in history if "seconds" in h]
     best_val = max(history, key=lambda h: h.get("val_accuracy", -1)) if history else {}
-    final_test = results["test"] if run_status == "finished" else None
-    summary = {
-        "name": run_dir.name, "preset": cfg.preset or "custom", "data": data_name(cfg), "status": run_status,
-        "epochs": len(history), "max_epochs": cfg.epochs, "params": params, "flops": flops,
-        "sec_per_epoch": statistics.median(seconds) if seconds else None,  # median: one slow epoch is not typical
-        "best_val_accuracy": best_val.get("val_accuracy"), "best_val_epoch": best_val.get("epoch"),
-        "test_accuracy": final_test["accuracy"] if final_test else (test or {}).get("accuracy"),
-        "test_from": "results.json" if final_test else (f"{test['checkpoint']} epoch {test['epoch']}" if test else None),
-        "verdict": label,
-    }
-    return {"dir": run_dir, "cfg": cfg, "history": history, "results": results, "test": test, "notes": notes,
-            "classes": classes, "stopped": stopped, "verdict": (label, rule, evidence), "summary": summary,
-            "hyperparameters": hyperparameters(cfg, len(classes) or "classes", params, flops)}
+    final_test = results.get("test") if run_status == "finished" else None
+    summary = RunSummary(
+        run_dir.name, cfg.preset or "custom", data_name(cfg), run_status, len(history), cfg.epochs, params, flops,
+        statistics.median(seconds) if seconds else None, best_val.get("val_accuracy"), best_val.get("epoch"),
+        final_test["accuracy"] if final_test else (test.accuracy if test else None),
+        "results.json" if final_test else (f"{test.checkpoint} epoch {test.epoch}" if test else None), label)
+    return RunFacts(run_dir, cfg, history, results, test, notes, classes, stopped, Verdict(label, rule, evidence),
+                    summary, hyperparameters(cfg, len(classes) or "classes", params, flops))
 
 
-def run_summary(run_dir, data_dir: str | None = None) -> dict:
+def run_summary(run_dir, data_dir: str | None = None) -> RunSummary:
     """One line about a run (name, preset, status, epochs, params, FLOPs, s/epoch, best val and test accuracy,
     verdict) without touching its test set: test accuracy comes from results.json, or is None."""
-    return gather(run_dir, data_dir, evaluate=False)["summary"]
+    return gather(run_dir, data_dir, evaluate=False).summary

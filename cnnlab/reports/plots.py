@@ -5,17 +5,19 @@ import os
 from pathlib import Path
 
 import torch
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.figure import Figure  # no pyplot: no global figure state, no display backend on servers and CI
+from matplotlib.ticker import MaxNLocator
 
 
-def plot_curves(history: list, path: Path, title: str = "", best_epoch: int | None = None):
+def _figure(rows=1, cols=1, **kwargs):
+    fig = Figure(figsize=kwargs.pop("figsize"))
+    return fig, fig.subplots(rows, cols, **kwargs)
+
+
+def curves_figure(history: list, title: str = "", best_epoch: int | None = None) -> Figure:
+    """Loss and accuracy per epoch, training vs validation: what curves.png and Run.plot() show."""
     epochs = list(range(1, len(history) + 1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = _figure(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, [h[metric] for h in history], "o-", label=f"train {metric}")
         if all(f"val_{metric}" in h for h in history):
@@ -28,7 +30,12 @@ def plot_curves(history: list, path: Path, title: str = "", best_epoch: int | No
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    _save(fig, path, dpi=100)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: list, path: Path, title: str = "", best_epoch: int | None = None):
+    _save(curves_figure(history, title, best_epoch), path, dpi=100)
 
 
 def _save(fig, path: Path, **savefig_args):
@@ -41,7 +48,6 @@ def _save(fig, path: Path, **savefig_args):
         fig.savefig(tmp, format="png", **({"dpi": 90, "bbox_inches": "tight"} | savefig_args))
         tmp.replace(path)
     finally:
-        plt.close(fig)
         tmp.unlink(missing_ok=True)
 
 
@@ -50,7 +56,7 @@ def plot_confusion(confusion: list, classes: list, path: Path):
     cm = torch.tensor(confusion, dtype=torch.float64)
     share = cm / cm.sum(1, keepdim=True).clamp(min=1)
     size = min(0.55 * len(classes) + 2, 14)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = _figure(figsize=(size + 1, size))
     im = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
     if len(classes) <= 20:  # beyond that the numbers would not fit their cells
         for (i, j), v in zip([(i, j) for i in range(len(classes)) for j in range(len(classes))], cm.flatten()):
@@ -65,7 +71,7 @@ def plot_confusion(confusion: list, classes: list, path: Path):
 
 def plot_errors(errors: list, classes: list, path: Path, cols: int = 6):
     rows = -(-len(errors) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.7, rows * 2.0), squeeze=False)
+    fig, axes = _figure(rows, cols, figsize=(cols * 1.7, rows * 2.0), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (x, true, pred, conf) in zip(axes.flat, errors):
@@ -76,11 +82,11 @@ def plot_errors(errors: list, classes: list, path: Path, cols: int = 6):
 
 
 def plot_overlay(runs: list, path: Path):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _figure(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
         for r in runs:
-            h = [row for row in r["history"] if metric in row]
-            ax.plot([row["epoch"] for row in h], [row[metric] for row in h], ".-", label=r["slug"])
+            h = [row for row in r.history if metric in row]
+            ax.plot([row["epoch"] for row in h], [row[metric] for row in h], ".-", label=r.slug)
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.set_ylabel(metric.replace("val_", "validation "))

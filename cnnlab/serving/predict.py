@@ -67,12 +67,11 @@ def classify(model, about: dict, images: list, k: int = 3) -> list:
             for idx, val in zip(top.indices, top.values)]
 
 
-def classify_files(model_path: Path, files: list, k: int = 3) -> list:
+def classify_files(model, about: dict, files: list, k: int = 3) -> list:
     """{"file", "top": [{"class", "probability"}]} per file, or {"file", "error"}: one at a time, so a broken
     file costs only its own entry."""
     if not files:
         raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
-    model, about = load_model(model_path)
     results = []
     for f in files:
         try:
