@@ -32,9 +32,8 @@ from pathlib import Path
 import torch
 
 from cnnlab.data import datasets
-from cnnlab.models import specs
-from cnnlab.models import presets
 from cnnlab.data.datasets import Split
+from cnnlab.models import presets, specs
 from cnnlab.training.optimizers import uses_bf16
 from cnnlab.training.trainer import Trainer
 

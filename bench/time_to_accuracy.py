@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cnnlab.core.errors import CnnlabError
 from cnnlab.core import config
+from cnnlab.core.errors import CnnlabError
+from cnnlab.experiments.runs import train_run
 from cnnlab.models import presets
 from cnnlab.training.callbacks import Callback
-from cnnlab.experiments.runs import train_run
 
 
 class StopAtTarget(Callback):

@@ -19,7 +19,7 @@ def _flush_denormals():
 
 _flush_denormals()
 
-from cnnlab import api  # noqa: E402
+from cnnlab import api, callbacks  # noqa: E402,F401
 from cnnlab.api import *  # noqa: E402,F403
 from cnnlab.core import __version__  # noqa: E402
 from cnnlab.core.errors import CnnlabError  # noqa: E402

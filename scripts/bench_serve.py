@@ -27,12 +27,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.core import checkpoints
-from cnnlab.core import config
+from cnnlab.core import checkpoints, config
 from cnnlab.data import formats
-from cnnlab.models import specs
+from cnnlab.models import presets, specs
 from cnnlab.serving import predict
-from cnnlab.models import presets
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

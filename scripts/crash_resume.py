@@ -22,8 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cnnlab.core.errors import CnnlabError  # noqa: E402
 from cnnlab.core import checkpoints  # noqa: E402
+from cnnlab.core.errors import CnnlabError  # noqa: E402
 
 ARGS = ["train", "mnist-cnn", "--epochs", "3", "--set", "train_subset=20000", "--set", "test_subset=2000",
         "--set", "autosave_seconds=0.25"]

@@ -1,6 +1,7 @@
 """Does `cnnlab predict` on picture files agree with the in-memory evaluation of the same test images?
 
-For each run given: 20 test images of the run's own data set (evenly spaced through it) are written as PNG at their native size, and the
+For each run given: 20 test images of the run's own data set (evenly spaced through it) are written as PNG at their
+native size, and the
 same 20 upscaled to 256x256 (bicubic) and saved as JPEG (quality 90, RGB). `cnnlab predict --json` classifies
 both folders, exactly as a user would, and its top-1 is compared with the model's answer on the in-memory
 uint8 tensors.
@@ -19,10 +20,10 @@ import torch
 from PIL import Image
 
 from cnnlab.core import config
-from cnnlab.models import specs
-from cnnlab.serving import predict
 from cnnlab.data.splits import prepare_data
 from cnnlab.data.transforms import to_input
+from cnnlab.models import specs
+from cnnlab.serving import predict
 
 
 def in_memory_top1(run: Path, x: torch.Tensor) -> tuple:

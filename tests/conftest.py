@@ -40,8 +40,8 @@ def small_cnn_run(real_data, tmp_path_factory):
     """A small CNN after one epoch on 4,000 real MNIST images: about 93% test accuracy in under 10 s; it
     recognises drawn digits well enough for the serve and browser tests, which share it."""
     from cnnlab.core import config
-    from cnnlab.models import presets
     from cnnlab.experiments.runs import train_run
+    from cnnlab.models import presets
     conv, dense = presets.conv, presets.dense
     cfg = config.from_dict({
         "dataset": "mnist", "epochs": 1, "batch_size": 32, "init": "he_uniform",

@@ -38,8 +38,7 @@ def test_keras_peer_builds_the_presets_with_cnnlab_parameter_counts():
     r = run("-c", code)
     assert r.returncode == 0, r.stderr
     keras_counts = eval(r.stdout.strip().splitlines()[-1])
-    from cnnlab.models import specs
-    from cnnlab.models import presets
+    from cnnlab.models import presets, specs
     for name, count in keras_counts.items():
         cfg = presets.preset(name)
         _, infos = specs.build(cfg.layers, (1, 28, 28) if name == "mnist-cnn" else (3, 32, 32), 10, cfg.init)
@@ -75,8 +74,8 @@ def test_step_gemms_are_a_training_steps_multiplies():
     layer, its weight gradient too; its mirrored test-time pass is not part of a training step."""
     sys.path.insert(0, str(ROOT / "bench"))
     import speed
-    from cnnlab.models import specs
-    from cnnlab.models import presets
+
+    from cnnlab.models import presets, specs
     for name, shape, batch in [("mnist-cnn", (1, 28, 28), 32), ("cifar-cnn", (3, 32, 32), 64),
                                ("cifar-fast", (3, 32, 32), 512)]:
         cfg = presets.preset(name)

@@ -13,11 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from cnnlab.data import datasets
-from cnnlab.data import formats
-from cnnlab.serving import predict
 from test_serve import png_bytes, running_server
+
+from cnnlab.data import datasets, formats
+from cnnlab.serving import predict
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # Headless as root in a container; the last four keep Chromium from phoning home, which a closed network

@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-from cnnlab.core.errors import CnnlabError
 from cnnlab.core import checkpoints
+from cnnlab.core.errors import CnnlabError
 
 
 def test_nested_state_roundtrip(tmp_path):

@@ -3,8 +3,8 @@ import tomllib
 
 import pytest
 
-from cnnlab.core.errors import CnnlabError
 from cnnlab.core import config
+from cnnlab.core.errors import CnnlabError
 from cnnlab.models import presets
 
 

@@ -1,7 +1,8 @@
 import csv
 
-from cnnlab.training.callbacks import CSVLogger
 from callback_helpers import drive
+
+from cnnlab.training.callbacks import CSVLogger
 
 
 def test_rows_per_epoch_and_resume_rewrites_without_duplicates(tmp_path):

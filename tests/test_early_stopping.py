@@ -1,5 +1,6 @@
-from cnnlab.training.callbacks import EarlyStopping
 from callback_helpers import drive, weight_epoch
+
+from cnnlab.training.callbacks import EarlyStopping
 
 
 def test_stops_after_patience_epochs_without_improvement():
@@ -70,8 +71,8 @@ def test_state_survives_a_resume():
 
 
 def drive_from(callback, values, start):
-    from callback_helpers import FakeTrainer
     import torch
+    from callback_helpers import FakeTrainer
     trainer = FakeTrainer()
     callback.set_trainer(trainer)
     for epoch in range(start, len(values)):

@@ -6,11 +6,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from conftest import cnnlab
 
 from cnnlab.data import datasets
-from cnnlab.serving import export
-from cnnlab.serving import predict
-from conftest import cnnlab
+from cnnlab.serving import export, predict
 
 
 @pytest.fixture(scope="module")

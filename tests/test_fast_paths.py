@@ -7,10 +7,9 @@ import torch.nn.functional as F
 
 from cnnlab.core import config
 from cnnlab.data import datasets
-from cnnlab.models import specs
-from cnnlab.models import presets
 from cnnlab.data.datasets import Split
 from cnnlab.data.transforms import augment, gaussian_blur, to_input
+from cnnlab.models import presets, specs
 from cnnlab.training.optimizers import make_optimizer
 from cnnlab.training.trainer import Trainer
 

@@ -7,12 +7,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import idx_bytes, write_idx_set
 from PIL import Image
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import datasets
-from cnnlab.data import formats
-from conftest import idx_bytes, write_idx_set
+from cnnlab.data import datasets, formats
 
 
 def test_idx_roundtrip_raw_and_gz(tmp_path):

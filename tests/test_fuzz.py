@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from cnnlab.core.errors import CnnlabError
 from cnnlab.core import config
+from cnnlab.core.errors import CnnlabError
 from cnnlab.data import formats
 from cnnlab.models import specs
 

@@ -4,10 +4,9 @@ every question of the lab with the run's own numbers."""
 import re
 
 import pytest
-
-from cnnlab.experiments import lab
-from cnnlab.experiments import registry
 from conftest import cnnlab
+
+from cnnlab.experiments import lab, registry
 
 
 @pytest.fixture()

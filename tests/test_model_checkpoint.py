@@ -1,5 +1,6 @@
-from cnnlab.training.callbacks import ModelCheckpoint
 from callback_helpers import drive
+
+from cnnlab.training.callbacks import ModelCheckpoint
 
 
 def test_save_best_only_saves_on_strict_improvement():

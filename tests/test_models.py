@@ -1,10 +1,8 @@
 import pytest
 
 import cnnlab
-
 from cnnlab.core.errors import CnnlabError
-from cnnlab.models import specs
-from cnnlab.models import presets
+from cnnlab.models import presets, specs
 
 
 @pytest.mark.parametrize("name, shape, trainable, total", [

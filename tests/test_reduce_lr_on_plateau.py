@@ -1,7 +1,7 @@
 import pytest
+from callback_helpers import drive
 
 from cnnlab.training.callbacks import ReduceLROnPlateau
-from callback_helpers import drive
 
 
 def test_reduces_after_patience_and_respects_min_lr():

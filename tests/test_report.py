@@ -10,10 +10,9 @@ import subprocess
 import sys
 
 import pytest
-
-from cnnlab.reports import report
-from cnnlab.reports import facts
 from conftest import ROOT, cnnlab
+
+from cnnlab.reports import facts, report
 
 TINY = ["--set", 'layers=[{type="flatten"}, {type="dense", units=32, activation="relu"}, {type="dense", units="classes"}]',
         "--set", "train_subset=2000", "--set", "test_subset=500", "--set", "optimizer.lr=0.1"]

@@ -13,14 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, cnnlab
 from PIL import Image
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import datasets
-from cnnlab.data import formats
-from cnnlab.serving import predict
-from cnnlab.serving import serve
-from conftest import ROOT, cnnlab
+from cnnlab.data import datasets, formats
+from cnnlab.serving import predict, serve
 
 
 @contextmanager

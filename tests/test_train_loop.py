@@ -5,12 +5,10 @@ import io
 import pytest
 import torch
 
-from cnnlab.core import checkpoints
-from cnnlab.core import config
+from cnnlab.core import checkpoints, config
 from cnnlab.data import datasets
-from cnnlab.models import specs
-from cnnlab.models import presets
 from cnnlab.data.datasets import Split
+from cnnlab.models import specs
 from cnnlab.training.callbacks import Callback, ProgressBar
 from cnnlab.training.trainer import Trainer
 
@@ -118,7 +116,8 @@ def test_mid_epoch_resume_is_bit_exact(tmp_path, mnist_slice, monkeypatch, ema):
     resumed.fit()
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
-    drop_seconds = lambda hs: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]
+    def drop_seconds(hs):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in hs]
     assert drop_seconds(straight.history) == drop_seconds(resumed.history)
 
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
-from cnnlab.core import checkpoints
 from conftest import ROOT, cnnlab
 from test_formats import make_image_folder
+
+from cnnlab.core import checkpoints
 
 QUICK = ["--set", "train_subset=1500", "--set", "test_subset=500"]
 
@@ -43,7 +43,8 @@ def test_same_seed_same_metrics(real_data, tmp_path):
     a = cnnlab(*args, "--name", "a", env={"CNNLAB_DATA": real_data})
     b = cnnlab(*args, "--name", "b", env={"CNNLAB_DATA": real_data})
     assert a.returncode == b.returncode == 0
-    strip = lambda rows: [r.rsplit(",", 1)[0] for r in rows]  # all but the seconds column
+    def strip(rows):
+        return [r.rsplit(",", 1)[0] for r in rows]  # all but the seconds column
     assert strip(metrics(tmp_path / "a")) == strip(metrics(tmp_path / "b"))
 
 
@@ -64,7 +65,8 @@ def test_ctrl_c_then_same_command_resumes_exactly(real_data, tmp_path):
     assert checkpoints.load(tmp_path / "cut" / "last.pt")["epoch"] == 2
     resumed = subprocess.run(args + ["--name", "cut"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert resumed.returncode == 0 and "resuming cut at epoch 3" in resumed.stdout
-    strip = lambda rows: [r.rsplit(",", 1)[0] for r in rows]
+    def strip(rows):
+        return [r.rsplit(",", 1)[0] for r in rows]
     assert strip(metrics(tmp_path / "cut")) == strip(metrics(tmp_path / "whole"))
 
 

@@ -12,9 +12,11 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, formats
 from cnnlab.data.datasets import Split
 from cnnlab.data.splits import prepare_data
-from cnnlab.models import inference, presets as _presets, specs
+from cnnlab.models import inference, specs
+from cnnlab.models import presets as _presets
 from cnnlab.models.summary import Summary
-from cnnlab.reports import facts, report as _report
+from cnnlab.reports import facts
+from cnnlab.reports import report as _report
 from cnnlab.serving import export as _export
 from cnnlab.serving import predict as _predict
 

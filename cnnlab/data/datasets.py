@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import formats
-from cnnlab.data import sources
+from cnnlab.data import formats, sources
 from cnnlab.data.sources import BUILTIN, canonical_name, describe_all  # noqa: F401  (the data sets' public names)
 
 

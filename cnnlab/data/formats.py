@@ -8,9 +8,9 @@ import gzip
 import io
 import lzma
 import math
-import warnings
 import pickle
 import tarfile
+import warnings
 import zipfile
 import zlib
 from collections import Counter
@@ -268,7 +268,8 @@ def _centre_samples(img: Image.Image, size: tuple) -> Image.Image:
 def _is_enlargement_of(img: Image.Image, small: Image.Image) -> bool:
     """Whether one of small's common enlargements lands within ENLARGED_RMS grey levels RMS of the picture."""
     big = np.asarray(img, dtype=np.float32)
-    rms = lambda how: np.sqrt(np.mean((np.asarray(small.resize(img.size, how), dtype=np.float32) - big) ** 2))
+    def rms(how):
+        return np.sqrt(np.mean((np.asarray(small.resize(img.size, how), dtype=np.float32) - big) ** 2))
     return any(rms(how) <= ENLARGED_RMS for how in (Image.BICUBIC, Image.LANCZOS, Image.BILINEAR, Image.NEAREST))
 
 

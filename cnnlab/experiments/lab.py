@@ -9,13 +9,12 @@ import os
 import time
 from pathlib import Path
 
-from cnnlab.core.errors import CnnlabError
 from cnnlab.core import config
+from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets
-from cnnlab.models import presets
-from cnnlab.reports import report
-from cnnlab.reports import facts
 from cnnlab.experiments.runs import train_run
+from cnnlab.models import presets
+from cnnlab.reports import facts, report
 
 LAB = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the lab's order; the CIFAR ones need CIFAR-10
 # --quick: enough images and epochs for curves with a shape (the MLPs start to overfit), about 5 minutes on

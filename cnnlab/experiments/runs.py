@@ -20,10 +20,16 @@ from cnnlab.experiments import registry
 from cnnlab.models import inference, specs
 from cnnlab.reports import plots
 from cnnlab.training import distributed
-from cnnlab.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar, ReduceLROnPlateau,
-                                       TensorBoard)
-from cnnlab.training.trainer import Trainer
+from cnnlab.training.callbacks import (
+    CSVLogger,
+    EarlyStopping,
+    ModelCheckpoint,
+    ProgressBar,
+    ReduceLROnPlateau,
+    TensorBoard,
+)
 from cnnlab.training.optimizers import uses_bf16
+from cnnlab.training.trainer import Trainer
 
 OPTIMISTIC = "test set: optimistic, the model was selected on the data it is scored on"
 RESUMABLE_CHANGES = {"epochs", "autosave_seconds", "tensorboard"}  # may differ on a resumed run: they do not change its numbers

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab.core.errors import CnnlabError
 from cnnlab.core import config
+from cnnlab.core.errors import CnnlabError
 from cnnlab.models.conv import Conv2d
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "gelu": nn.GELU,

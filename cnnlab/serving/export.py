@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.core import checkpoints, config
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core import checkpoints
-from cnnlab.core import config
 from cnnlab.data import datasets
 from cnnlab.serving import predict
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from cnnlab.core.errors import CnnlabError
 from cnnlab.core import checkpoints
+from cnnlab.core.errors import CnnlabError
 from cnnlab.data import formats
 from cnnlab.models import inference, specs
 

@@ -5,8 +5,8 @@ import csv
 import io
 from pathlib import Path
 
-from cnnlab.training.callbacks import Callback
 from cnnlab.core.checkpoints import atomic_write
+from cnnlab.training.callbacks import Callback
 
 
 class CSVLogger(Callback):
