@@ -4,6 +4,7 @@
 import functools
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +101,10 @@ class Run:
         return Model(self.path if which == "best" else self.path / "last.pt")
 
     def plot(self):
-        """The learning curves (loss and accuracy, train vs validation) as a matplotlib Figure."""
+        """The learning curves (loss and accuracy, train vs validation) as a matplotlib Figure; in a notebook it
+        shows as a picture when it is a cell's last value."""
         rows = facts.read_history(self.path, None)
-        return plots.curves_figure(rows, f"{self.path.name} on {facts.data_name(self.config)}")
+        return _shown_in_notebooks(plots.curves_figure(rows, f"{self.path.name} on {facts.data_name(self.config)}"))
 
     def report(self, out=None, data_dir=None) -> Report:
         return report([self.path], out, data_dir)
@@ -121,6 +123,16 @@ class Run:
 
     def _repr_html_(self) -> str:
         return _report.comparison_html([self.summary])
+
+
+def _shown_in_notebooks(figure):
+    """pyplot's inline backend registers IPython's PNG display for figures; cnnlab draws without pyplot (no global
+    figure state), so it registers the same display itself when it runs inside IPython."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is not None:
+        from IPython.core.pylabtools import print_figure
+        shell.display_formatter.formatters["image/png"].for_type(type(figure), lambda f: print_figure(f, "png"))
+    return figure
 
 
 def load_run(path) -> Run:
