@@ -1,7 +1,6 @@
 import csv
 
 from callback_helpers import drive
-
 from cnnlab.training.callbacks import CSVLogger
 
 

@@ -5,10 +5,10 @@ import time
 
 import pytest
 import torch
-from conftest import write_idx_set
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, splits
+from conftest import write_idx_set
 
 
 def test_mismatching_files_in_data_dir_are_refused(tmp_path):

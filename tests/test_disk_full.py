@@ -6,9 +6,9 @@ Uses a real 10 MiB tmpfs (needs root, as on the project's machines and CI); skip
 import subprocess
 
 import pytest
-from conftest import cnnlab
 
 from cnnlab.core import checkpoints
+from conftest import cnnlab
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, cnnlab
-
 from cnnlab.core import checkpoints
 from cnnlab.experiments import registry
+from conftest import ROOT, cnnlab
 
 # The lab's MLP has no dropout, so 1 and 2 processes see the same batches and should end with the same
 # weights up to float summation order.

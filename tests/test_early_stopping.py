@@ -1,5 +1,4 @@
 from callback_helpers import drive, weight_epoch
-
 from cnnlab.training.callbacks import EarlyStopping
 
 
@@ -72,6 +71,7 @@ def test_state_survives_a_resume():
 
 def drive_from(callback, values, start):
     import torch
+
     from callback_helpers import FakeTrainer
     trainer = FakeTrainer()
     callback.set_trainer(trainer)

@@ -6,10 +6,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import cnnlab
 
 from cnnlab.data import datasets
 from cnnlab.serving import export, predict
+from conftest import cnnlab
 
 
 @pytest.fixture(scope="module")

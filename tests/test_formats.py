@@ -7,11 +7,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx_set
 from PIL import Image
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, formats
+from conftest import idx_bytes, write_idx_set
 
 
 def test_idx_roundtrip_raw_and_gz(tmp_path):

@@ -4,9 +4,9 @@ every question of the lab with the run's own numbers."""
 import re
 
 import pytest
-from conftest import cnnlab
 
 from cnnlab.experiments import lab, registry
+from conftest import cnnlab
 
 
 @pytest.fixture()

@@ -1,5 +1,4 @@
 from callback_helpers import drive
-
 from cnnlab.training.callbacks import ModelCheckpoint
 
 

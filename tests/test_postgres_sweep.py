@@ -13,9 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT
 
 from cnnlab.experiments import registry
+from conftest import ROOT
 
 
 def pg_bin() -> str:

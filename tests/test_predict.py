@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from conftest import cnnlab
 from PIL import Image
 
 from cnnlab.data import datasets
 from cnnlab.data.transforms import to_input
 from cnnlab.serving import predict
+from conftest import cnnlab
 
 
 @pytest.fixture(scope="module")

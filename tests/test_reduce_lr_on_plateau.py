@@ -1,6 +1,6 @@
 import pytest
-from callback_helpers import drive
 
+from callback_helpers import drive
 from cnnlab.training.callbacks import ReduceLROnPlateau
 
 

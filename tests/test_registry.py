@@ -8,9 +8,8 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, cnnlab
-
 from cnnlab.experiments import registry
+from conftest import ROOT, cnnlab
 
 # The lab's MLP on an MNIST subset: a second or so per epoch, so a test can watch, kill and resume it.
 TRAIN = ["train", "mlp", "--dataset", "mnist", "--name", "digits", "--set", "train_subset=1500",

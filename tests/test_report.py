@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, cnnlab
 
 from cnnlab.reports import facts, report
+from conftest import ROOT, cnnlab
 
 TINY = ["--set", 'layers=[{type="flatten"}, {type="dense", units=32, activation="relu"}, {type="dense", units="classes"}]',
         "--set", "train_subset=2000", "--set", "test_subset=500", "--set", "optimizer.lr=0.1"]

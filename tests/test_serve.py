@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cnnlab
 from PIL import Image
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, formats
 from cnnlab.serving import predict, serve
+from conftest import ROOT, cnnlab
 
 
 @contextmanager

@@ -8,10 +8,10 @@ import sys
 
 import optuna
 import pytest
-from conftest import ROOT, cnnlab
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.experiments import registry, sweep
+from conftest import ROOT, cnnlab
 
 GRID = ["--grid", "optimizer=sgd,adam", "--grid", "lr=1e-3,1e-1"]
 SWEEP = ["sweep", "mlp", "--dataset", "mnist", "--epochs", 2, "--set", "train_subset=1200",

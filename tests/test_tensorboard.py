@@ -1,10 +1,10 @@
 """TensorBoard: what TensorBoard itself reads back from the event files, Keras' tags and layout."""
 
-from callback_helpers import FakeTrainer
-from conftest import cnnlab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from callback_helpers import FakeTrainer
 from cnnlab.training.callbacks import TensorBoard
+from conftest import cnnlab
 
 
 def scalars(folder, tag):

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, cnnlab
 from test_formats import make_image_folder
 
 from cnnlab.core import checkpoints
+from conftest import ROOT, cnnlab
 
 QUICK = ["--set", "train_subset=1500", "--set", "test_subset=500"]
 
