@@ -20,6 +20,7 @@ from torch import nn
 from cnnlab.core import checkpoints, config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets
+from cnnlab.models import inference
 from cnnlab.serving import predict
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -142,13 +143,13 @@ def run_export(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
         return torch.jit.load(str(path))(torch.from_numpy(x)).numpy()
 
 
-def check(path: Path, fmt: str, wrapped: nn.Module, images: tuple, batch: int = 250) -> dict:
+def check(path: Path, fmt: str, wrapped: Classifier, images: tuple, batch: int = 250) -> dict:
+    """The export's probabilities against PyTorch's (inference.probabilities, as predict computes them)."""
     x, source = images
     diffs, same = [], 0
     for i in range(0, len(x), batch):
         xb = x[i:i + batch]
-        with torch.inference_mode():
-            want = wrapped(xb).numpy()
+        want = inference.probabilities(wrapped.model, xb).numpy()
         got = run_export(path, fmt, xb.numpy())
         diffs.append(float(np.abs(got - want).max()))
         same += int((got.argmax(1) == want.argmax(1)).sum())

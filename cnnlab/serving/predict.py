@@ -20,6 +20,12 @@ SUFFIXES = formats.IMAGE_SUFFIXES | {".gif", ".webp", ".tif", ".tiff"}
 
 def load_model(path: Path):
     """(model in eval mode, about) from a run folder or a checkpoint file."""
+    model, about, _ = load_model_and_config(path)
+    return model, about
+
+
+def load_model_and_config(path: Path):
+    """(model in eval mode, about, the config it was trained with as a dict) from a run folder or checkpoint."""
     path = Path(path)
     if path.is_dir():
         state, _, _ = checkpoints.load_run_model(path)
@@ -31,7 +37,7 @@ def load_model(path: Path):
     if not about.get("classes") or not about.get("input_shape"):
         raise CnnlabError(f"{path} does not record its classes and input shape (saved by an older cnnlab)")
     model = specs.from_state(state, about["input_shape"], len(about["classes"]), path)
-    return model.eval(), about
+    return model.eval(), about, state.get("config") or {}
 
 
 def prepare(img: Image.Image, input_shape) -> torch.Tensor:
