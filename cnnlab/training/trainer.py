@@ -207,7 +207,7 @@ class Trainer:
                 "rng": torch.get_rng_state(), "model": self.scored_model.state_dict(),
                 "live_model": self.model.state_dict() if self.averaged is not None else None,
                 "optimizer": self.optimizer.state_dict(),
-                "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks}}
+                "callbacks": {key: cb.state_dict() for key, cb in self.keyed_callbacks()}}
 
     def load_state_dict(self, state: dict):
         # "model" is the scored model; with use_ema the trained weights are under "live_model"
@@ -228,5 +228,14 @@ class Trainer:
             self.loss_sum = torch.tensor(state["epoch_sums"][0], dtype=torch.float64)
             self.correct = torch.tensor(state["epoch_sums"][1], dtype=torch.int64)
             torch.set_rng_state(state["rng"])
+        for key, cb in self.keyed_callbacks():
+            cb.load_state_dict(state["callbacks"].get(key, cb.state_dict()))
+
+    def keyed_callbacks(self):
+        """(key, callback) for the resume state: the class name, and Name#2, #3 for a user's second of a kind (an
+        EarlyStopping of their own beside the config's), so each resumes its own state."""
+        seen = {}
         for cb in self.callbacks:
-            cb.load_state_dict(state["callbacks"].get(type(cb).__name__, cb.state_dict()))
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), cb
