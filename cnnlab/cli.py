@@ -124,9 +124,26 @@ def cmd_datasets(args):
           "y_train, x_test, y_test: pass --data PATH")
 
 
+def cmd_cache(args):
+    from cnnlab.data import datasets
+    if args.clear:
+        print(f"freed {datasets.clear_decoded_cache() / 1e6:.1f} MB of decoded arrays (downloads kept)")
+    root, used = datasets.cache_usage()
+    print(f"cache: {root} (CNNLAB_CACHE moves it)")
+    print(f"  decoded arrays  {used['decoded'] / 1e6:9.1f} MB  rebuilt from the files when needed: "
+          f"`cnnlab cache --clear` frees them")
+    print(f"  downloads       {used['downloads'] / 1e6:9.1f} MB  data sets fetched from the internet")
+
+
 def cmd_serve(args):
     from cnnlab.serving.serve import serve
     serve(Path(args.model), args.host, args.port, args.quiet)
+
+
+def preset_values(key: str) -> str:
+    """A setting across the presets, for --help: 'mlp 50, mlp-deep 100, ...'."""
+    from cnnlab.models import presets
+    return ", ".join(f"{name} {getattr(presets.preset(name), key):g}" for name in presets.PRESETS)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -143,10 +160,14 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("target", help="a preset (see `cnnlab presets`) or a config .toml file")
         sp.add_argument("--dataset", help="mnist, fashion-mnist or cifar10")
         sp.add_argument("--data", help="folder/.tar.gz/.zip with train/<class>/ and test/<class>/, or a CIFAR tarball")
-        sp.add_argument("--epochs", type=int)
-        sp.add_argument("--batch-size", type=int)
-        sp.add_argument("--seed", type=int)
-        sp.add_argument("--val-split", type=float)
+        sp.add_argument("--epochs", type=int, help=f"epochs to train; more than a finished run's extends it "
+                        f"(default: the preset's: {preset_values('epochs')})")
+        sp.add_argument("--batch-size", type=int, help=f"images per step (default: the preset's: "
+                        f"{preset_values('batch_size')})")
+        sp.add_argument("--seed", type=int, help="seed of the split, the initial weights, the shuffles and dropout "
+                        "(default 0)")
+        sp.add_argument("--val-split", type=float, help=f"fraction of each class of the training set held out for "
+                        f"validation (default: the preset's: {preset_values('val_split')})")
         sp.add_argument("--validate-on", choices=["val", "test"])
         sp.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                         help="training arithmetic (default auto: bf16 autocast where the CPU has native bf16)")
@@ -170,7 +191,8 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="test loss, accuracy and per-class accuracy of a run")
     e.add_argument("run", help="a run folder, e.g. runs/mnist-cnn")
-    e.add_argument("--which", choices=["best", "last"], default="best")
+    e.add_argument("--which", choices=["best", "last"], default="best",
+                   help="best: ModelCheckpoint's newest file; last: the weights training ended with (default best)")
     e.add_argument("--data-dir")
     e.set_defaults(func=cmd_evaluate)
 
@@ -183,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="classify your own images with a trained run or model file")
     pr.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
     pr.add_argument("images", nargs="+", help="image files or folders")
-    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--top-k", type=int, default=3, help="classes shown per picture, most likely first (default 3)")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
     pr.set_defaults(func=cmd_predict)
 
@@ -236,6 +258,10 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="the data sets and where each was found")
     d.add_argument("--data-dir")
     d.set_defaults(func=cmd_datasets)
+
+    ca = sub.add_parser("cache", help="where decoded data sets are cached, how much space they take; --clear frees it")
+    ca.add_argument("--clear", action="store_true", help="delete the decoded arrays (downloads are kept)")
+    ca.set_defaults(func=cmd_cache)
 
     sv = sub.add_parser("serve", help="a local web page and JSON API that classify uploaded or drawn pictures")
     sv.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")

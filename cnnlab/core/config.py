@@ -5,6 +5,7 @@ Every hyperparameter of a run lives here, so a run's config.toml re-runs it exac
 
 import copy
 import dataclasses
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -129,12 +130,12 @@ def set_value(cfg: Config, key: str, value):
     obj, parts = cfg, key.split(".")
     for p in parts[:-1]:
         if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
-            raise CnnlabError(f"unknown config key {key!r}")
+            raise CnnlabError(unknown_key(key, cfg))
         obj = getattr(obj, p)
     name = parts[-1]
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if name not in fields:
-        raise CnnlabError(f"unknown config key {key!r}; known: {', '.join(_all_keys(cfg))}")
+        raise CnnlabError(unknown_key(key, cfg))
     current = getattr(obj, name)
     if dataclasses.is_dataclass(current):
         if not isinstance(value, dict):
@@ -145,6 +146,14 @@ def set_value(cfg: Config, key: str, value):
             set_value(cfg, f"{key}.{k}", v)
         return
     setattr(obj, name, _check(key, fields[name].type, value))
+
+
+def unknown_key(key: str, cfg: Config) -> str:
+    """The error for a mistyped key names the nearest real one, as git and pip do."""
+    known = list(_all_keys(cfg)) + [f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}?" if near else "the keys are listed in cnnlab/core/config.py"
+    return f"unknown config key {key!r}; {hint}"
 
 
 def _check(key, typ, value):

@@ -42,6 +42,7 @@ class Dataset:
     source: str  # where the files were found, for the user and the run's record
     verified: bool  # matched the published digests
     tried: list = field(default_factory=list)
+    cached_to: str = ""  # set when this load decoded the files and cached the arrays there
 
     @property
     def input_shape(self):
@@ -127,7 +128,9 @@ def _decode_cached(name, files, source, tried, parse) -> Dataset:
         raise CnnlabError(f"{name}: the {'training' if len(trx) == 0 else 'test'} set is empty ({source})")
     arrays = {"train_x": trx, "train_y": try_, "test_x": tex, "test_y": tey}
     _store(folder, arrays, {"classes": classes, "verified": verified, "source": source})
-    return _dataset(name, classes, arrays, source, verified, tried)
+    ds = _dataset(name, classes, arrays, source, verified, tried)
+    ds.cached_to = str(folder) if folder.is_dir() else ""
+    return ds
 
 
 def _store(folder: Path, arrays: dict, meta: dict):
@@ -152,3 +155,17 @@ def _dataset(name, classes, a, source, verified, tried) -> Dataset:
         return torch.from_numpy(np.array(v))  # one copy out of the memory map into a writable tensor
     return Dataset(name, list(classes), Split(t(a["train_x"]), t(a["train_y"])),
                    Split(t(a["test_x"]), t(a["test_y"])), source, verified, tried)
+
+
+def cache_usage() -> tuple:
+    """(the cache folder, {"decoded": bytes, "downloads": bytes}) for `cnnlab cache`."""
+    root = sources.cache_root()
+    return root, {part: sum(f.stat().st_size for f in (root / part).rglob("*") if f.is_file())
+                  for part in ("decoded", "downloads")}
+
+
+def clear_decoded_cache() -> int:
+    """Delete the decoded arrays (they are rebuilt from the files on the next load); the bytes freed."""
+    _, used = cache_usage()
+    shutil.rmtree(sources.cache_root() / "decoded", ignore_errors=True)
+    return used["decoded"]

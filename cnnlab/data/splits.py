@@ -22,7 +22,10 @@ def prepare_data(cfg: config.Config, data_dir: str | None = None):
     train_idx, val_idx = stratified_split(ds.train.y, cfg.val_split, cfg.seed)
     if len(train_idx) == 0:
         raise CnnlabError(f"val_split {cfg.val_split} leaves no training images")
-    return ds, _sample(ds.train, train_idx, cfg.train_subset, cfg.seed), _sample(ds.train, val_idx, 0, cfg.seed)
+    # train_subset shrinks the hold-out with it, keeping val_split's proportion: 3,000 training images are
+    # validated on 333, not on the 6,000 the whole set would hold out (a quick run stays quick).
+    val_n = round(cfg.train_subset * cfg.val_split / (1 - cfg.val_split)) if cfg.train_subset else 0
+    return ds, _sample(ds.train, train_idx, cfg.train_subset, cfg.seed), _sample(ds.train, val_idx, val_n, cfg.seed)
 
 
 def _sample(split: Split, idx: torch.Tensor, n: int, seed: int) -> Split:

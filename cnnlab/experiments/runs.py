@@ -66,7 +66,18 @@ def _differences(saved: dict, wanted: dict, prefix=""):
 
 def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fresh: bool = False, say=print,
               registry_db: Path | None = None, extra_callbacks=()):
-    """Train (or resume) the run in `run_dir`; it is recorded in `registry_db` (default: beside the run)."""
+    """Train (or resume) the run in `run_dir`; it is recorded in `registry_db` (default: beside the run). A run
+    that fails before it has written anything (bad data, a model that does not fit it) leaves no folder behind."""
+    new = not Path(run_dir).exists()
+    try:
+        return _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks)
+    except BaseException:
+        if new and Path(run_dir).is_dir() and {p.name for p in Path(run_dir).iterdir()} <= {".lock"}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks):
     config.validate(cfg)
     run_dir = Path(run_dir)
     distributed.init()
@@ -95,8 +106,14 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     threads = inference.set_threads(cfg.threads, distributed.world_size())
     ds, train, val = prepare_data(cfg, data_dir)
     say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
-        f"{len(train)} train / {len(val) if val is not None else 0} validation / {len(ds.test)} test images; "
+        f"{len(train)} train / {len(val) if val is not None else 0} validation"
+        f"{' (sampled in proportion to train_subset)' if cfg.train_subset and cfg.validate_on == 'val' and val else ''}"
+        f" / {len(ds.test)} test images; "
         f"training in {'bf16 autocast' if uses_bf16(cfg.precision) else 'fp32'} on {threads} thread(s)")
+    if ds.cached_to:
+        mb = sum(f.stat().st_size for f in Path(ds.cached_to).iterdir()) / 1e6
+        say(f"decoded {ds.name} once and cached the arrays ({mb:.1f} MB) in {ds.cached_to}; `cnnlab cache` shows "
+            f"the cache, `cnnlab cache --clear` frees it")
     if cfg.validate_on == "test":
         say(f"warning: validating on the {OPTIMISTIC}")
     torch.manual_seed(cfg.seed)

@@ -78,13 +78,15 @@ def classify_files(model, about: dict, files: list, k: int = 3) -> list:
     file costs only its own entry."""
     if not files:
         raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise CnnlabError(f"top-k must be a whole number of at least 1, got {k!r}")
     results = []
     for f in files:
         try:
             top = classify(model, about, [formats.decode_image(f.read_bytes(), str(f))], k)[0]
             results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
         except (CnnlabError, OSError) as e:
-            results.append({"file": str(f), "error": " ".join(str(e).split())})
+            results.append({"file": str(f), "error": " ".join(str(e).split()).removeprefix(f"{f}: ")})
     return results
 
 

@@ -1,0 +1,72 @@
+"""What a new user tripped over, done exactly as they did it, with the better outcome asserted."""
+
+import pytest
+from test_formats import make_image_folder
+
+from conftest import cnnlab
+
+
+def one_line_exit_2(r, *needles):
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("k", ["-1", "0"])
+def test_predict_top_k_below_one_is_refused(mnist_cnn_run, tmp_path, k):
+    make_image_folder(tmp_path / "pics", size=(28, 28))
+    r = cnnlab("predict", mnist_cnn_run, tmp_path / "pics", "--top-k", k)
+    one_line_exit_2(r, f"top-k must be a whole number of at least 1, got {k}")
+
+
+def test_predict_on_a_text_file_says_so_once(mnist_cnn_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a picture")
+    r = cnnlab("predict", mnist_cnn_run, tmp_path / "notes.txt")
+    assert r.stdout.strip() == f"{tmp_path / 'notes.txt'}: not an image (PNG, JPEG, BMP, GIF, WebP or TIFF)"
+    assert "BytesIO" not in r.stdout + r.stderr and r.returncode == 2
+
+
+@pytest.mark.parametrize("typo, meant", [("train_subet=3000", "train_subset"), ("optimiser.lr=0.1", "optimizer.lr"),
+                                         ("early_stoping.patience=3", "early_stopping.patience")])
+def test_a_mistyped_key_names_the_nearest_one(tmp_path, typo, meant):
+    r = cnnlab("train", "mnist-cnn", "--set", typo, "--runs", tmp_path)
+    one_line_exit_2(r, f"did you mean '{meant}'?")
+    assert len(r.stderr) < 200  # not the 55 keys
+
+
+def test_help_shows_what_each_option_does_and_its_default():
+    wide = {"COLUMNS": "200"}  # argparse wraps to the terminal's width
+    train = cnnlab("train", "--help", env=wide).stdout
+    for option, default in (("--epochs", "mnist-cnn 5"), ("--batch-size", "mnist-cnn 32"), ("--seed", "default 0"),
+                            ("--val-split", "mnist-cnn 0.1")):
+        assert default in " ".join(train.split(option, 2)[2].split()[:40]), option
+    assert "default 3" in cnnlab("predict", "--help", env=wide).stdout
+    assert "default best" in cnnlab("evaluate", "--help", env=wide).stdout
+
+
+def test_train_subset_shrinks_the_validation_hold_out_too(real_data, tmp_path):
+    r = cnnlab("train", "mlp", "--dataset", "mnist", "--epochs", 1, "--set", "train_subset=3000", "--set",
+               "test_subset=100", "--runs", tmp_path, env={"CNNLAB_DATA": real_data})
+    assert r.returncode == 0, r.stderr
+    assert "3000 train / 333 validation (sampled in proportion to train_subset) / 100 test images" in r.stdout
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path):
+    make_image_folder(tmp_path / "tiny", size=(6, 6))  # too small for mnist-cnn's convolutions
+    r = cnnlab("train", "mnist-cnn", "--data", tmp_path / "tiny", "--runs", tmp_path / "runs")
+    one_line_exit_2(r)
+    assert not (tmp_path / "runs" / "mnist-cnn-tiny").exists()
+
+
+def test_the_cache_says_where_it_is_and_can_be_cleared(tmp_path):
+    make_image_folder(tmp_path / "pics", size=(28, 28))
+    env = {"CNNLAB_CACHE": str(tmp_path / "cache")}
+    r = cnnlab("train", "mnist-cnn", "--data", tmp_path / "pics", "--epochs", 1, "--runs", tmp_path / "runs", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "cached the arrays" in r.stdout and str(tmp_path / "cache" / "decoded") in r.stdout
+    listing = cnnlab("cache", env=env).stdout
+    assert str(tmp_path / "cache") in listing and "decoded arrays" in listing
+    cleared = cnnlab("cache", "--clear", env=env)
+    assert cleared.returncode == 0 and "freed" in cleared.stdout
+    assert not (tmp_path / "cache" / "decoded").exists()
