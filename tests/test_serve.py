@@ -227,3 +227,22 @@ def test_benchmark_script_runs_quickly():
                        text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "p50" in r.stdout and "413" in r.stdout and "415" in r.stdout and "422" in r.stdout
+
+
+def test_a_multipart_form_upload_is_classified_as_its_raw_bytes(served):
+    """curl -F file=@digit.png and requests.post(files=...) send a multipart form: the same answer as the raw body."""
+    port, _, test = served
+    png = png_bytes(test.x[0, 0].numpy())
+    raw = call(port, "POST", "/predict?k=3", png)
+    boundary = "----cnnlab-test-boundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"digit.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    multipart = call(port, "POST", "/predict?k=3", form, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert raw[0] == multipart[0] == 200 and raw[2] == multipart[2] and len(raw[2]["top"]) == 3
+
+
+def test_k_is_ascii_digits_only(served):
+    port, _, test = served
+    status, _, body = call(port, "POST", "/predict?k=%C2%B2", png_bytes(test.x[0, 0].numpy()))  # a superscript two
+    assert status == 400 and "k must be a whole number" in body["error"]

@@ -7,6 +7,7 @@ Standard library only: http.server's threading server, the model loaded once, on
 """
 
 import base64
+import email.policy
 import hashlib
 import ipaddress
 import json
@@ -15,6 +16,7 @@ import re
 import sys
 import threading
 import traceback
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -95,9 +97,26 @@ class App:
         return [{"class": c, "probability": round(p, 6)} for c, p in top]
 
 
+def uploaded_file(body: bytes, content_type: str) -> bytes:
+    """The picture in a request: the body itself, or in a multipart form (curl -F file=@digit.png, requests'
+    files=, a browser form) the first part that carries a file name, else the first part."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        return body
+    if "boundary=" not in content_type:
+        raise HTTPError(400, "multipart/form-data without a boundary")
+    form = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    parts = [part for part in form.iter_parts()] if form.is_multipart() else []
+    if not parts:
+        raise HTTPError(400, "the multipart form holds no part: send the image as a form field, e.g. -F file=@x.png")
+    chosen = next((part for part in parts if part.get_filename()), parts[0])
+    return chosen.get_payload(decode=True) or b""
+
+
 def top_k(query: str) -> int:
     values = parse_qs(query).get("k", ["5"])
-    if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= MAX_K:
+    # ASCII digits only: str.isdigit() also accepts '²', which int() then refuses.
+    if len(values) != 1 or not (values[0].isascii() and values[0].isdigit()) or not 1 <= int(values[0]) <= MAX_K:
         raise HTTPError(400, f"k must be a whole number from 1 to {MAX_K}")
     return int(values[0])
 
@@ -192,7 +211,8 @@ def get_openapi(handler: Handler, query: str):
 
 def post_predict(handler: Handler, query: str):
     k = top_k(query)
-    handler.send_json(200, {"top": handler.server.app.classify(handler.read_body(), k)})
+    blob = uploaded_file(handler.read_body(), handler.headers.get("Content-Type", ""))
+    handler.send_json(200, {"top": handler.server.app.classify(blob, k)})
 
 
 def openapi(info: dict) -> dict:
@@ -227,7 +247,9 @@ def openapi(info: dict) -> dict:
                 "requestBody": {"required": True, "content": {
                     kind: {"schema": {"type": "string", "contentMediaType": kind}}
                     for kind in ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "image/tiff",
-                                 "application/octet-stream")}},
+                                 "application/octet-stream")} | {"multipart/form-data": {"schema": {
+                                     "type": "object", "properties": {"file": {"type": "string",
+                                                                               "contentMediaType": "image/*"}}}}}},
                 "responses": {
                     "200": ok("#/components/schemas/Prediction", "Classes by falling probability"),
                     "400": error("Bad k, or an empty or incomplete body"),
