@@ -23,7 +23,7 @@ def test_predict_top_k_below_one_is_refused(mnist_cnn_run, tmp_path, k):
 def test_predict_on_a_text_file_says_so_once(mnist_cnn_run, tmp_path):
     (tmp_path / "notes.txt").write_text("not a picture")
     r = cnnlab("predict", mnist_cnn_run, tmp_path / "notes.txt")
-    assert r.stdout.strip() == f"{tmp_path / 'notes.txt'}: not an image (PNG, JPEG, BMP, GIF, WebP or TIFF)"
+    assert r.stdout.strip() == f"{tmp_path / 'notes.txt'}: cannot decode image (not a readable PNG, JPEG, BMP, GIF, WebP or TIFF)"
     assert "BytesIO" not in r.stdout + r.stderr and r.returncode == 2
 
 

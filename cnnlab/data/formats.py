@@ -191,7 +191,7 @@ def decode_image(blob: bytes, name: str) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CnnlabError(f"{name}: too many pixels (a decompression bomb?)") from None
     except Image.UnidentifiedImageError:
-        raise CnnlabError(f"{name}: not an image (PNG, JPEG, BMP, GIF, WebP or TIFF)") from None
+        raise CnnlabError(f"{name}: cannot decode image (not a readable PNG, JPEG, BMP, GIF, WebP or TIFF)") from None
     except Exception as e:  # PIL raises many types for broken files
         raise CnnlabError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
 
