@@ -26,7 +26,7 @@ def overrides(args) -> dict:
 
 
 def cmd_train(args):
-    cfg, name = cnnlab.api.library.resolve(args.target, overrides(args))  # bad input stops before torchrun starts
+    cfg, name = cnnlab.api.library.resolve(args.target, overrides(args), args.data_dir)  # bad input stops before torchrun starts
     if args.procs > 1 and distributed.world_size() == 1:  # become torchrun's N ranks on this machine
         distributed.launch(args.argv, args.procs)
         return
@@ -80,7 +80,7 @@ def cmd_runs(args):
 
 def cmd_sweep(args):
     from cnnlab.experiments import sweep
-    cfg, name = cnnlab.api.library.resolve(args.target, overrides(args))
+    cfg, name = cnnlab.api.library.resolve(args.target, overrides(args), args.data_dir)
     space = sweep.load_space(args.space) if args.space else sweep.Space()
     space.grid |= sweep.parse_grid(args.grid or [])
     study_name = args.study or f"{name}-sweep"

@@ -5,13 +5,14 @@ import re
 
 import pytest
 
+from cnnlab.data import sources
 from cnnlab.experiments import lab, registry
 from conftest import cnnlab
 
 
 @pytest.fixture()
 def cifar(real_data):
-    path = real_data / lab.JPEG_COPY
+    path = real_data / sources.JPEG_COPY
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path

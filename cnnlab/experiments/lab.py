@@ -5,13 +5,12 @@ Re-running the same command resumes: finished runs are kept, an interrupted one 
 `--quick` trains on subsets for a few epochs (minutes on 2 cores): the same questions, smaller numbers.
 """
 
-import os
 import time
 from pathlib import Path
 
 from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import datasets
+from cnnlab.data import sources
 from cnnlab.experiments.runs import train_run
 from cnnlab.models import presets
 from cnnlab.reports import facts, report
@@ -24,19 +23,16 @@ QUICK = {"mlp": {"epochs": 20, "train_subset": 10000},
          "mnist-cnn": {"epochs": 3, "train_subset": 12000},
          "cifar-cnn": {"epochs": 8, "train_subset": 10000}}
 QUICK_TEST_SUBSET = 2000
-JPEG_COPY = "cifar10-jpeg.tar.gz"
 
 
 def cifar_data(cifar: str | None, data_dir: str | None) -> str:
     """'' to use the built-in CIFAR-10, else a path: --cifar, or the JPEG copy next to the other data sets."""
     if cifar:
         return cifar
-    where = dict(datasets.describe_all(data_dir))["cifar10"]
-    if not where.startswith("not found"):
+    if sources.locate("cifar10", data_dir)[0]:
         return ""
-    for folder in filter(None, [data_dir, os.environ.get("CNNLAB_DATA")]):
-        if (Path(folder) / JPEG_COPY).is_file():
-            return str(Path(folder) / JPEG_COPY)
+    if sources.jpeg_copy(data_dir):
+        return str(sources.jpeg_copy(data_dir))
     raise CnnlabError("the lab needs CIFAR-10: none found locally (see `cnnlab datasets`); pass --cifar PATH "
                       "(the python tarball, or a folder/archive of train/<class>/ and test/<class>/ images)")
 

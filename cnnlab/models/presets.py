@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cnnlab.core.config import Config, from_dict, load_toml, set_value, validate
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data.sources import canonical_name
+from cnnlab.data.sources import canonical_name, jpeg_copy
 
 
 def conv(filters, kernel, padding="same"):
@@ -117,7 +117,7 @@ def preset(name: str) -> Config:
     return from_dict({**PRESETS[name], "preset": name})
 
 
-def resolve(target, overrides: dict | None = None) -> tuple:
+def resolve(target, overrides: dict | None = None, data_dir: str | None = None) -> tuple:
     """(config, default run-folder name) from a preset's name, a .toml file (whose `preset` key it starts from)
     or a Config, with `overrides` (dotted keys, `optimizer.lr`, or `optimizer__lr` as a Python keyword) on top;
     checked once, here, before anything is loaded or deleted."""
@@ -140,6 +140,8 @@ def resolve(target, overrides: dict | None = None) -> tuple:
         cfg.data = ""  # naming a built-in data set replaces a --data path
     if not cfg.data:
         cfg.dataset = canonical_name(cfg.dataset)
+    if not cfg.data and cfg.dataset == "cifar10" and jpeg_copy(data_dir):
+        cfg.data = str(jpeg_copy(data_dir))  # the genuine set is not here: the copy, named as such everywhere
     validate(cfg)
     return cfg, run_name(cfg, stem)
 
