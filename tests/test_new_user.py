@@ -84,3 +84,24 @@ def test_the_cifar10_jpeg_copy_in_cnnlab_data_is_found_and_named(real_data, tmp_
     assert "download" not in r.stdout + r.stderr and (tmp_path / "mlp-cifar10-jpeg").is_dir()
     summary = cnnlab("compare", tmp_path / "mlp-cifar10-jpeg", env=env).stdout
     assert "CIFAR-10 (JPEG copy)" in summary
+
+
+def test_a_run_trained_on_a_relative_path_evaluates_from_another_folder(tmp_path):
+    """`cnnlab train --data ../pics` in one folder, `cnnlab evaluate` from another: the run names its data
+    absolutely, so the second command finds it."""
+    import subprocess
+    import sys
+    make_image_folder(tmp_path / "pics", size=(28, 28))
+    (tmp_path / "work").mkdir()
+
+    def run(*args, cwd):
+        return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
+                              cwd=cwd)
+    trained = run("train", "mnist-cnn", "--data", "../pics", "--epochs", 1, "--runs", "runs", cwd=tmp_path / "work")
+    assert trained.returncode == 0, trained.stderr
+    assert f'data = "{tmp_path / "pics"}"' in (tmp_path / "work" / "runs" / "mnist-cnn-pics" / "config.toml").read_text()
+    evaluated = run("evaluate", tmp_path / "work" / "runs" / "mnist-cnn-pics", cwd="/")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "test accuracy" in evaluated.stdout
+    again = run("train", "mnist-cnn", "--data", "../pics", "--epochs", 1, "--runs", "runs", cwd=tmp_path / "work")
+    assert again.returncode == 0 and "already finished" in again.stdout  # the same run, not "other settings"

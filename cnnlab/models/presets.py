@@ -140,6 +140,8 @@ def resolve(target, overrides: dict | None = None, data_dir: str | None = None) 
         cfg.data = ""  # naming a built-in data set replaces a --data path
     if not cfg.data:
         cfg.dataset = canonical_name(cfg.dataset)
+    if cfg.data and Path(cfg.data).exists():  # a run folder works from any folder, so it names its data absolutely
+        cfg.data = str(Path(cfg.data).resolve())
     if not cfg.data and cfg.dataset == "cifar10" and jpeg_copy(data_dir):
         cfg.data = str(jpeg_copy(data_dir))  # the genuine set is not here: the copy, named as such everywhere
     validate(cfg)
