@@ -68,6 +68,10 @@ def cmd_export(args):
 
 def cmd_runs(args):
     db = Path(args.runs) / registry.FILENAME
+    if args.scan:
+        if not Path(args.scan).is_dir():
+            raise CnnlabError(f"--scan {args.scan}: no such folder")
+        print(f"registered {registry.scan(db, Path(args.scan))} run folder(s) found under {args.scan}")
     rows = registry.runs(db, args.status or "", args.preset or "", args.dataset or "", args.name or "")
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -224,6 +228,8 @@ def parser() -> argparse.ArgumentParser:
     rn.add_argument("--preset")
     rn.add_argument("--dataset")
     rn.add_argument("--name", help="runs whose name contains this")
+    rn.add_argument("--scan", metavar="DIR", help="first register the run folders under DIR the registry does not "
+                    "know (copied or moved runs)")
     rn.add_argument("--json", action="store_true")
     rn.set_defaults(func=cmd_runs)
 

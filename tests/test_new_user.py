@@ -105,3 +105,20 @@ def test_a_run_trained_on_a_relative_path_evaluates_from_another_folder(tmp_path
     assert "test accuracy" in evaluated.stdout
     again = run("train", "mnist-cnn", "--data", "../pics", "--epochs", 1, "--runs", "runs", cwd=tmp_path / "work")
     assert again.returncode == 0 and "already finished" in again.stdout  # the same run, not "other settings"
+
+
+def test_a_copied_run_folder_is_registered_by_runs_scan(mnist_cnn_run, tmp_path):
+    import json
+    import shutil
+    shutil.copytree(mnist_cnn_run, tmp_path / "copied" / "mnist-cnn")
+    before = cnnlab("runs", "--runs", tmp_path / "here")
+    assert "no recorded runs" in before.stdout
+    r = cnnlab("runs", "--runs", tmp_path / "here", "--scan", tmp_path / "copied")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((mnist_cnn_run / "results.json").read_text())
+    assert "registered 1 run folder(s)" in r.stdout and "finished" in r.stdout
+    assert f"{result['test']['accuracy']:.4f}" in r.stdout
+    again = cnnlab("runs", "--runs", tmp_path / "here", "--scan", tmp_path / "copied")
+    assert "registered 0 run folder(s)" in again.stdout and again.stdout.count("finished") == 1
+    compared = cnnlab("compare", "mnist-cnn", "--runs", tmp_path / "here")
+    assert compared.returncode == 0 and "| mnist-cnn | mnist-cnn | MNIST | finished |" in compared.stdout

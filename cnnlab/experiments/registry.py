@@ -137,3 +137,38 @@ def table(rows: list[dict]) -> str:
 
 def _num(v, fmt="{:.4f}") -> str:
     return "-" if v is None else fmt.format(v)
+
+
+def scan(db: Path, folder: Path) -> int:
+    """Record every run folder under `folder` that the registry does not know yet (a copied or moved run, one
+    trained into another registry), from what the folder says about itself. Returns how many were added."""
+    from cnnlab.core import config
+    from cnnlab.core.errors import CnnlabError
+    from cnnlab.reports import facts
+    known = {r["path"] for r in runs(db)}
+    added = 0
+    for marker in sorted(Path(folder).rglob("config.toml")):
+        run_dir = marker.parent.resolve()
+        if str(run_dir) in known:
+            continue
+        try:
+            f = facts.gather(run_dir, evaluate=False)
+        except CnnlabError:
+            continue  # a config.toml that is not a run's
+        s, h = f.summary, f.history
+        losses = [row["val_loss"] for row in h if "val_loss" in row]
+        test = (f.results or {}).get("test") or {}
+        status = "stopped early" if (f.results or {}).get("stopped_early") else s.status
+        with connect(db) as con:
+            con.execute("""INSERT INTO runs (name, preset, dataset, status, started, ended, epochs, planned_epochs,
+                    best_val_accuracy, best_val_loss, test_accuracy, test_loss, params, seconds_per_epoch, message,
+                    config, path, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)
+                    ON CONFLICT(path) DO NOTHING""",
+                        (run_dir.name, f.cfg.preset, s.data, status, marker.stat().st_mtime,
+                         marker.stat().st_mtime if status != "running" else None, s.epochs, s.max_epochs,
+                         s.best_val_accuracy, min(losses, default=None), test.get("accuracy"), test.get("loss"),
+                         s.params, s.sec_per_epoch, f"found by cnnlab runs --scan {folder}",
+                         json.dumps(config.to_dict(f.cfg)), str(run_dir), socket.gethostname()))
+        con.close()
+        added += 1
+    return added
