@@ -33,6 +33,16 @@ fuzz = settings(max_examples=EXAMPLES, deadline=None, database=None,
 WORK = Path(tempfile.mkdtemp(prefix="cnnlab-fuzz-"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def ieee_floats():
+    """Hypothesis draws subnormal floats and refuses to run where they flush to zero, as `import cnnlab` makes
+    them for training's speed: the parsers are fuzzed with IEEE arithmetic, then the flush is restored."""
+    import torch
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(True)
+
+
 def clean_error_or_arrays(fn, *args):
     try:
         out = fn(*args)

@@ -10,6 +10,7 @@ from PIL import Image
 from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, formats
+from cnnlab.data.arrays import images_from_array
 from cnnlab.data.datasets import Split
 from cnnlab.data.splits import prepare_data
 from cnnlab.models import inference, specs
@@ -127,7 +128,7 @@ class Model:
 
     def _batch(self, images) -> torch.Tensor:
         if isinstance(images, (np.ndarray, torch.Tensor)):
-            x = torch.from_numpy(formats.images_from_array(images))
+            x = torch.from_numpy(images_from_array(images))
             if tuple(x.shape[1:]) != self.input_shape:
                 raise CnnlabError(f"images are {tuple(x.shape[1:])}, the model takes {self.input_shape} (C x H x W); "
                                   f"pass files or PIL images to have them resized")

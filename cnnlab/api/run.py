@@ -12,7 +12,7 @@ import numpy as np
 from cnnlab.api.library import Model, Report, compare, report, resolve
 from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import formats
+from cnnlab.data.arrays import images_from_array, labels_from_array
 from cnnlab.experiments import runs
 from cnnlab.models.inference import Evaluation
 from cnnlab.reports import facts, plots
@@ -51,9 +51,9 @@ def _keep_arrays(x, y, validation_data, run_dir: Path, fresh: bool) -> str:
     if x is None or y is None:
         raise CnnlabError("give both x (images) and y (labels)")
     xt, yt = validation_data if validation_data is not None else (np.zeros((0, *np.shape(x)[1:])), [])
-    arrays = {"x_train": formats.images_from_array(x, "x"), "x_test": formats.images_from_array(xt, "x_val")}
-    arrays["y_train"] = formats.labels_from_array(y, len(arrays["x_train"]), "y")
-    arrays["y_test"] = formats.labels_from_array(yt, len(arrays["x_test"]), "validation labels")
+    arrays = {"x_train": images_from_array(x, "x"), "x_test": images_from_array(xt, "x_val")}
+    arrays["y_train"] = labels_from_array(y, len(arrays["x_train"]), "y")
+    arrays["y_test"] = labels_from_array(yt, len(arrays["x_test"]), "validation labels")
     blob = io.BytesIO()
     np.savez(blob, **arrays)
     path = (run_dir / ARRAYS_FILE).resolve()

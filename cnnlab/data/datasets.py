@@ -21,6 +21,7 @@ import torch
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import formats, sources
+from cnnlab.data.arrays import read_npz
 from cnnlab.data.sources import BUILTIN, canonical_name, describe_all  # noqa: F401  (the data sets' public names)
 
 
@@ -91,7 +92,7 @@ def _parse_path(path: Path):
         classes = [str(c) for c in range(int(labels.max()) + 1 if len(labels) else 0)]
         return tr, te, classes, False, f"IDX files in {path}"
     if path.is_file() and path.suffix == ".npz":
-        return (*formats.read_npz(path), False, f"arrays {path}")
+        return (*read_npz(path), False, f"arrays {path}")
     if path.is_file() and tarfile.is_tarfile(path) and _is_cifar_tarball(path):
         return (*formats.read_cifar_tarball(path), False, f"CIFAR tarball {path}")
     return (*formats.read_image_folder(path), False, f"image folder {path}")
