@@ -30,6 +30,9 @@ def cmd_train(args):
     if args.procs > 1 and distributed.world_size() == 1:  # become torchrun's N ranks on this machine
         distributed.launch(args.argv, args.procs)
         return
+    if args.data and args.data != cfg.data:
+        print(f"--data {args.data} is {cfg.data}; the run records that path, and the data's digest to find it if it "
+              f"moves")
     cnnlab.train(cfg, run_dir=runs.run_folder(args.runs, args.name or name), fresh=args.fresh,
                  data_dir=args.data_dir, **({"tensorboard": True} if args.tensorboard else {}))
 

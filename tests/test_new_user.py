@@ -122,3 +122,23 @@ def test_a_copied_run_folder_is_registered_by_runs_scan(mnist_cnn_run, tmp_path)
     assert "registered 0 run folder(s)" in again.stdout and again.stdout.count("finished") == 1
     compared = cnnlab("compare", "mnist-cnn", "--runs", tmp_path / "here")
     assert compared.returncode == 0 and "| mnist-cnn | mnist-cnn | MNIST | finished |" in compared.stdout
+
+
+def test_moved_data_is_found_by_its_digest(tmp_path):
+    """The picture folder a run trained on is moved into the data folder: evaluate finds it there by the digest
+    the run recorded, and says so; data of the same name but other content is not taken for it."""
+    import shutil
+    make_image_folder(tmp_path / "pics", size=(28, 28))
+    trained = cnnlab("train", "mnist-cnn", "--data", tmp_path / "pics", "--epochs", 1, "--runs", tmp_path / "runs")
+    assert trained.returncode == 0, trained.stderr
+    run = tmp_path / "runs" / "mnist-cnn-pics"
+    (tmp_path / "store").mkdir()
+    shutil.move(tmp_path / "pics", tmp_path / "store" / "pics")
+    lost = cnnlab("evaluate", run)
+    one_line_exit_2(lost, "no such file or folder")
+    found = cnnlab("evaluate", run, env={"CNNLAB_DATA": str(tmp_path / "store")})
+    assert found.returncode == 0, found.stderr
+    assert "test accuracy" in found.stdout
+    make_image_folder(tmp_path / "other" / "pics", size=(28, 28), per_class=5)  # same name, other content
+    impostor = cnnlab("evaluate", run, env={"CNNLAB_DATA": str(tmp_path / "other")})
+    one_line_exit_2(impostor, "no such file or folder")

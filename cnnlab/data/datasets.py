@@ -170,3 +170,27 @@ def clear_decoded_cache() -> int:
     _, used = cache_usage()
     shutil.rmtree(sources.cache_root() / "decoded", ignore_errors=True)
     return used["decoded"]
+
+
+def fingerprint(path) -> str:
+    """A data file's SHA-256; a folder's, of its files' relative paths and sizes (cheap for big photo folders).
+    Recorded with a run, it lets a moved data set be found again."""
+    path, h = Path(path), hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    else:
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(path)}\0{f.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def find_moved(path: Path, digest: str, search: list) -> Path | None:
+    """Where data that was at `path` went: an entry of the same name in one of the `search` folders, or one level
+    below them, with the recorded fingerprint."""
+    for folder in map(Path, search):
+        for candidate in [folder / path.name, *folder.glob(f"*/{path.name}")]:
+            if candidate.exists() and fingerprint(candidate) == digest:
+                return candidate.resolve()
+    return None

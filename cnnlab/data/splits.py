@@ -1,6 +1,9 @@
 """The splits a run trains, validates and tests on: a seeded, stratified validation hold-out of the training set
 (or the test set, as the lab did), and seeded random subsets for quick runs."""
 
+import os
+from pathlib import Path
+
 import torch
 
 from cnnlab.core import config
@@ -9,9 +12,16 @@ from cnnlab.data import datasets
 from cnnlab.data.datasets import Split
 
 
-def prepare_data(cfg: config.Config, data_dir: str | None = None):
-    """Load the data set and hold out a stratified validation split (or use the test set if asked)."""
-    ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
+def prepare_data(cfg: config.Config, data_dir: str | None = None, digest: str = ""):
+    """Load the data set and hold out a stratified validation split (or use the test set if asked). A `--data`
+    path that is gone is looked for, by the run's recorded `digest`, in the data folder and the working folder."""
+    data = cfg.data
+    if data and digest and not Path(data).exists():
+        search = [d for d in (data_dir, os.environ.get("CNNLAB_DATA"), ".") if d]
+        data = str(datasets.find_moved(Path(data), digest, search) or data)
+    ds = datasets.load(cfg.dataset, data or None, data_dir)
+    if data != cfg.data:
+        ds.source += f" (moved from {cfg.data}: found by its digest)"
     if cfg.test_subset:
         ds.test = _sample(ds.test, torch.arange(len(ds.test)), cfg.test_subset, cfg.seed)
     everything = torch.arange(len(ds.train))

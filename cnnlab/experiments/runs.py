@@ -15,6 +15,7 @@ import torch
 from cnnlab.core import checkpoints, config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import lock
+from cnnlab.data import datasets
 from cnnlab.data.splits import prepare_data
 from cnnlab.experiments import registry
 from cnnlab.models import inference, specs
@@ -122,6 +123,8 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks)
     model, _ = specs.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
     specs.fit_whitening(model, train.x)  # a no-op without a whiten layer; a resume then loads the saved one
     about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name}
+    if cfg.data:  # what lets evaluate and report find the data again if it moves
+        about["data_digest"] = datasets.fingerprint(cfg.data)
     recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say,
                                  enabled=distributed.is_main())
     callbacks = make_callbacks(cfg, run_dir) + [registry.RecordEpochs(recorder), *extra_callbacks]
@@ -221,7 +224,7 @@ def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None
     except (KeyError, TypeError) as e:
         raise CnnlabError(f"{path} holds no usable config ({type(e).__name__}: {e})") from None
     inference.set_threads(cfg.threads)
-    ds, _, _ = prepare_data(cfg, data_dir)
+    ds, _, _ = prepare_data(cfg, data_dir, state.get("about", {}).get("data_digest", ""))
     if not len(ds.test):
         raise CnnlabError(f"{run_dir} has no test set (trained from arrays without validation_data)")
     model = specs.from_state(state, ds.input_shape, len(ds.classes), path)

@@ -188,7 +188,7 @@ def score_test_set(run_dir: Path, cfg, data_dir: str | None) -> TestAnalysis:
     """Score the best weights (ModelCheckpoint's newest file, else last.pt) on the run's own test set, once."""
     state, path, note = checkpoints.load_run_model(run_dir, "best")
     inference.set_threads(cfg.threads)
-    ds, _, _ = prepare_data(cfg, data_dir)
+    ds, _, _ = prepare_data(cfg, data_dir, state.get("about", {}).get("data_digest", ""))
     model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
     scored = inference.evaluate(model, ds.test, len(ds.classes), ds.classes, keep_probabilities=True)
     conf, pred = scored.probabilities.max(1)
