@@ -228,7 +228,8 @@ def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None
     if not len(ds.test):
         raise CnnlabError(f"{run_dir} has no test set (trained from arrays without validation_data)")
     model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
-    test = inference.evaluate(model, ds.test, len(ds.classes), ds.classes)
+    laid_out = inference.channels_last_layout(model, cfg.channels_last)  # as training scored it
+    test = inference.evaluate(model, ds.test, len(ds.classes), ds.classes, channels_last=laid_out)
     test.checkpoint, test.epoch, test.note = str(path), state["epoch"], note
     return test
 

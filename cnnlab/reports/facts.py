@@ -190,7 +190,9 @@ def score_test_set(run_dir: Path, cfg, data_dir: str | None) -> TestAnalysis:
     inference.set_threads(cfg.threads)
     ds, _, _ = prepare_data(cfg, data_dir, state.get("about", {}).get("data_digest", ""))
     model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
-    scored = inference.evaluate(model, ds.test, len(ds.classes), ds.classes, keep_probabilities=True)
+    laid_out = inference.channels_last_layout(model, cfg.channels_last)  # as training scored it
+    scored = inference.evaluate(model, ds.test, len(ds.classes), ds.classes, keep_probabilities=True,
+                                channels_last=laid_out)
     conf, pred = scored.probabilities.max(1)
     wrong = (pred != ds.test.y).nonzero().flatten()
     wrong = wrong[conf[wrong].argsort(descending=True)][:ERRORS_SHOWN]  # the most confident mistakes teach most

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from cnnlab.core import checkpoints, config
 from cnnlab.data.datasets import Split
 from cnnlab.data.transforms import augment, to_input
-from cnnlab.models import inference, specs
+from cnnlab.models import inference
 from cnnlab.training import distributed
 from cnnlab.training.callbacks import TerminateOnNaN
 from cnnlab.training.optimizers import make_optimizer, uses_bf16
@@ -50,9 +50,7 @@ class Trainer:
         if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
             callbacks.insert(0, TerminateOnNaN())
         self.callbacks, self.run_dir = callbacks, Path(run_dir)
-        self.channels_last = cfg.channels_last and specs.uses_conv(model)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.channels_last = inference.channels_last_layout(model, cfg.channels_last)
         self.bf16 = uses_bf16(cfg.precision)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         # Several ranks: DDP averages the gradients of the ranks' slices of each global batch.
@@ -73,12 +71,11 @@ class Trainer:
             cb.set_trainer(self)
 
     @property
-    def stop_training(self) -> bool:  # Keras' callbacks set model.stop_training; ours may set either
-        return self._stop or getattr(self.model, "stop_training", False)
+    def stop_training(self) -> bool:  # kept on the model, where Keras' callbacks set it; ours may set either
+        return self.model.stop_training
 
     @stop_training.setter
     def stop_training(self, value: bool):
-        self._stop = value
         self.model.stop_training = value
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple:
@@ -188,7 +185,7 @@ class Trainer:
         otherwise fp32 (test scores)."""
         return inference.evaluate(self.model if model is None else model, data, self.num_classes,
                                   self.about.get("classes"), bf16=fast and self.bf16, rank=self.rank,
-                                  world=self.world, all_sum=distributed.all_sum)
+                                  world=self.world, all_sum=distributed.all_sum, channels_last=self.channels_last)
 
     def save_model(self, path: str, epoch: int, logs: dict):
         """What ModelCheckpoint writes: weights plus enough metadata to rebuild and evaluate the model."""
