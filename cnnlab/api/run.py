@@ -30,12 +30,13 @@ def train(target="mnist-cnn", *, dataset=None, data=None, x=None, y=None, valida
     model.fit(x, y) does; `validation_data=(x_val, y_val)` is then validated on, as Keras does. Overrides are
     config keys: `optimizer__lr=0.1`, `early_stopping={"patience": 3}`."""
     cfg, name = resolve(target, {"dataset": dataset, "data": data, "epochs": epochs, **overrides}, data_dir)
-    if x is not None or y is not None:
-        name = f"{cfg.preset or 'custom'}-arrays"
-    run_dir = Path(run_dir) if run_dir else runs.run_folder(runs_dir, name)
-    if x is not None or y is not None:
-        cfg.data, cfg.validate_on = _keep_arrays(x, y, validation_data, run_dir, fresh), (
-            "test" if validation_data is not None else cfg.validate_on)
+    arrays = x is not None or y is not None
+    run_dir = Path(run_dir) if run_dir else runs.run_folder(runs_dir, f"{cfg.preset or 'custom'}-arrays" if arrays
+                                                            else name)
+    if arrays:
+        cfg.data = _keep_arrays(x, y, validation_data, run_dir, fresh)
+        if validation_data is not None:
+            cfg.validate_on = "test"
     elif validation_data is not None:
         raise CnnlabError("validation_data goes with x and y; for a data set use val_split or validate_on='test'")
     try:
@@ -57,9 +58,11 @@ def _keep_arrays(x, y, validation_data, run_dir: Path, fresh: bool) -> str:
     blob = io.BytesIO()
     np.savez(blob, **arrays)
     path = (run_dir / ARRAYS_FILE).resolve()
-    if path.is_file() and (run_dir / "last.pt").exists() and not fresh and path.read_bytes() != blob.getvalue():
-        raise CnnlabError(f"{run_dir} was trained on other arrays; pass fresh=True to start over or another run_dir")
-    if not path.is_file() or path.read_bytes() != blob.getvalue():
+    kept = path.read_bytes() if path.is_file() else None
+    if kept != blob.getvalue():
+        if kept is not None and (run_dir / "last.pt").exists() and not fresh:
+            raise CnnlabError(f"{run_dir} was trained on other arrays; pass fresh=True to start over or another "
+                              f"run_dir")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(blob.getvalue())
     return str(path)

@@ -158,18 +158,22 @@ def _dataset(name, classes, a, source, verified, tried) -> Dataset:
                    Split(t(a["test_x"]), t(a["test_y"])), source, verified, tried)
 
 
+def folder_bytes(folder) -> int:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
 def cache_usage() -> tuple:
     """(the cache folder, {"decoded": bytes, "downloads": bytes}) for `cnnlab cache`."""
     root = sources.cache_root()
-    return root, {part: sum(f.stat().st_size for f in (root / part).rglob("*") if f.is_file())
-                  for part in ("decoded", "downloads")}
+    return root, {part: folder_bytes(root / part) for part in ("decoded", "downloads")}
 
 
 def clear_decoded_cache() -> int:
     """Delete the decoded arrays (they are rebuilt from the files on the next load); the bytes freed."""
-    _, used = cache_usage()
-    shutil.rmtree(sources.cache_root() / "decoded", ignore_errors=True)
-    return used["decoded"]
+    decoded = sources.cache_root() / "decoded"
+    freed = folder_bytes(decoded)
+    shutil.rmtree(decoded, ignore_errors=True)
+    return freed
 
 
 def fingerprint(path) -> str:

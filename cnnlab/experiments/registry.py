@@ -70,16 +70,22 @@ class Recorder:
             test_accuracy=NULL, test_loss=NULL, seconds_per_epoch=NULL WHERE path=?""", (time.time(), self.path))
 
     def epoch(self, history: list):
-        accs = [h["val_accuracy"] for h in history if "val_accuracy" in h]
-        losses = [h["val_loss"] for h in history if "val_loss" in h]
         self._write("""UPDATE runs SET epochs=?, best_val_accuracy=?, best_val_loss=?, seconds_per_epoch=?
-            WHERE path=?""", (len(history), max(accs, default=None), min(losses, default=None),
-                              sum(h["seconds"] for h in history) / len(history), self.path))
+            WHERE path=?""", (*epoch_columns(history), self.path))
 
     def end(self, status: str, test: dict | None = None, message: str = ""):
         test = test or {}
         self._write("UPDATE runs SET status=?, ended=?, test_accuracy=?, test_loss=?, message=? WHERE path=?",
                     (status, time.time(), test.get("accuracy"), test.get("loss"), message or None, self.path))
+
+
+def epoch_columns(history: list) -> tuple:
+    """(epochs, best val_accuracy, best val_loss, mean seconds per epoch) of a run's history."""
+    accs = [h["val_accuracy"] for h in history if "val_accuracy" in h]
+    losses = [h["val_loss"] for h in history if "val_loss" in h]
+    seconds = [h["seconds"] for h in history if "seconds" in h]
+    return (len(history), max(accs, default=None), min(losses, default=None),
+            sum(seconds) / len(seconds) if seconds else None)
 
 
 class RecordEpochs(Callback):
@@ -155,8 +161,8 @@ def scan(db: Path, folder: Path) -> int:
             f = facts.gather(run_dir, evaluate=False)
         except CnnlabError:
             continue  # a config.toml that is not a run's
-        s, h = f.summary, f.history
-        losses = [row["val_loss"] for row in h if "val_loss" in row]
+        s = f.summary
+        epochs, best_accuracy, best_loss, seconds = epoch_columns(f.history)
         test = (f.results or {}).get("test") or {}
         status = "stopped early" if (f.results or {}).get("stopped_early") else s.status
         with connect(db) as con:
@@ -165,9 +171,9 @@ def scan(db: Path, folder: Path) -> int:
                     config, path, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)
                     ON CONFLICT(path) DO NOTHING""",
                         (run_dir.name, f.cfg.preset, s.data, status, marker.stat().st_mtime,
-                         marker.stat().st_mtime if status != "running" else None, s.epochs, s.max_epochs,
-                         s.best_val_accuracy, min(losses, default=None), test.get("accuracy"), test.get("loss"),
-                         s.params, s.sec_per_epoch, f"found by cnnlab runs --scan {folder}",
+                         marker.stat().st_mtime if status != "running" else None, epochs, s.max_epochs,
+                         best_accuracy, best_loss, test.get("accuracy"), test.get("loss"),
+                         s.params, seconds, f"found by cnnlab runs --scan {folder}",
                          json.dumps(config.to_dict(f.cfg)), str(run_dir), socket.gethostname()))
         con.close()
         added += 1

@@ -114,7 +114,7 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks)
         f" / {len(ds.test)} test images; "
         f"training in {'bf16 autocast' if uses_bf16(cfg.precision) else 'fp32'} on {threads} thread(s)")
     if ds.cached_to:
-        mb = sum(f.stat().st_size for f in Path(ds.cached_to).iterdir()) / 1e6
+        mb = datasets.folder_bytes(ds.cached_to) / 1e6
         say(f"decoded {ds.name} once and cached the arrays ({mb:.1f} MB) in {ds.cached_to}; `cnnlab cache` shows "
             f"the cache, `cnnlab cache --clear` frees it")
     if cfg.validate_on == "test":
