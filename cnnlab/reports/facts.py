@@ -135,17 +135,17 @@ def data_name(cfg) -> str:
 
 
 def describe_layers(layers: list, classes: int) -> str:
-    def one(l):
-        t = l["type"]
+    def one(layer):
+        t = layer["type"]
         if t == "conv2d":
-            k = l["kernel"]
-            return f"conv {l['filters']} {k}x{k} {l.get('padding', 'valid')} {l.get('activation') or ''}".strip()
+            k = layer["kernel"]
+            return f"conv {layer['filters']} {k}x{k} {layer.get('padding', 'valid')} {layer.get('activation') or ''}".strip()
         if t == "dense":
-            return f"dense {classes if l['units'] == 'classes' else l['units']} {l.get('activation') or ''}".strip()
+            return f"dense {classes if layer['units'] == 'classes' else layer['units']} {layer.get('activation') or ''}".strip()
         if t in ("maxpool", "avgpool"):
-            return f"{t} {l.get('size', 2)}"
-        return {"dropout": f"dropout {l.get('rate', 0.5)}", "activation": l.get("name", "")}.get(t, t)
-    return " → ".join(one(l) for l in layers)
+            return f"{t} {layer.get('size', 2)}"
+        return {"dropout": f"dropout {layer.get('rate', 0.5)}", "activation": layer.get("name", "")}.get(t, t)
+    return " → ".join(one(layer) for layer in layers)
 
 
 def hyperparameters(cfg, classes: int, params, flops) -> list:

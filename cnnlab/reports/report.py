@@ -12,8 +12,8 @@ from pathlib import Path
 
 from cnnlab.core import checkpoints
 from cnnlab.reports import plots
-from cnnlab.reports.html import to_html
 from cnnlab.reports.facts import RunFacts, gather
+from cnnlab.reports.html import to_html
 
 PAIRS_SHOWN = 5
 
