@@ -1,12 +1,16 @@
 """The `cnnlab` command: train, evaluate, report, predict, export, serve, runs, sweep, compare, lab and more.
 
 Any CnnlabError (bad input, unreadable file, model that does not fit the data) is printed as one line on
-stderr with exit status 2; nothing already saved is touched.
+stderr with exit status 2; nothing already saved is touched. No traceback ever reaches the terminal: `guarded`
+is the last line of defence for whatever a command lets escape.
 """
 
 import argparse
 import json
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 import cnnlab
@@ -144,7 +148,9 @@ def cmd_cache(args):
 
 def cmd_serve(args):
     from cnnlab.serving.serve import serve
-    serve(Path(args.model), args.host, args.port, args.quiet)
+    if not 1 <= args.max_batch <= 4096:
+        raise CnnlabError(f"--max-batch must be from 1 to 4096, got {args.max_batch}")
+    serve(Path(args.model), args.host, args.port, args.quiet, args.max_batch)
 
 
 def preset_values(key: str) -> str:
@@ -277,6 +283,9 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
     sv.add_argument("--quiet", action="store_true", help="no log line per request")
+    sv.add_argument("--max-batch", type=int, default=64,
+                    help="pictures that arrive together go through the model in one pass, up to this many (default 64; "
+                         "1: one pass each)")
     sv.set_defaults(func=cmd_serve)
     return p
 
@@ -285,11 +294,36 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     args.argv = argv
+    return guarded(args.func, args)
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def guarded(command, *args) -> int:
+    """Run a command: 0 when it succeeds; 2 and one line on stderr for a failure the input caused (CnnlabError,
+    an unreadable file, a parser's ValueError or UnicodeError, input nested deep enough to exhaust the stack);
+    1 and one line naming a saved traceback for anything else, which is cnnlab's own bug."""
     try:
-        args.func(args)
+        command(*args)
     except (CnnlabError, OSError) as e:  # OSError: e.g. an unreadable folder; what was saved stays whole
-        print(f"cnnlab: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"cnnlab: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except RecursionError:
+        print("cnnlab: error: the input is nested too deeply to read", file=sys.stderr)
+        return 2
+    except ValueError as e:  # UnicodeError among them
+        print(f"cnnlab: error: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        with tempfile.NamedTemporaryFile("w", prefix=f"cnnlab-crash-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                         suffix=".txt", delete=False) as f:
+            f.write(f"cnnlab {cnnlab.__version__}, command: {' '.join(map(str, sys.argv))}\n")
+            traceback.print_exc(file=f)
+        print(f"cnnlab: internal error ({type(e).__name__}: {one_line(e)[:200]}); this is a bug in cnnlab, not in "
+              f"your input: the traceback is in {f.name}, please report it", file=sys.stderr)
+        return 1
     return 0

@@ -128,7 +128,12 @@ def test_concurrent_clients_get_the_same_answers(served):
         t.start()
     for t in threads:
         t.join()
-    assert together == alone * 4
+    # The same classes in the same order; the probabilities within a rounding step, as a picture batched with
+    # others may go through other matrix kernels than one alone.
+    for got, expected in zip(together, alone * 4):
+        assert [t["class"] for t in got["top"]] == [t["class"] for t in expected["top"]]
+        assert [t["probability"] for t in got["top"]] == pytest.approx([t["probability"] for t in expected["top"]],
+                                                                         abs=2e-6)
 
 
 def test_keep_alive_until_a_body_is_left_unread(served):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.core import config
+from cnnlab.core import config, paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, formats
 from cnnlab.data.arrays import images_from_array
@@ -144,9 +144,9 @@ class Model:
 
 
 def _read(path: Path) -> bytes:
-    if not path.is_file():
+    if not path.exists():
         raise CnnlabError(f"{path}: no such image file")
-    return path.read_bytes()
+    return paths.read_bytes(path, "image")
 
 
 def load_model(path) -> Model:

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from cnnlab.core import paths
 from cnnlab.core.errors import CnnlabError
 
 META_KEY = "cnnlab"
@@ -72,13 +73,15 @@ def save(path: Path, state: dict, keep_previous: bool = False):
 
 def load(path: Path) -> dict:
     try:
-        blob = Path(path).read_bytes()
+        blob = paths.read_bytes(path, "checkpoint")
         tensors = st_load(blob)
         header_len = int.from_bytes(blob[:8], "little")
         meta = json.loads(blob[8:8 + header_len])["__metadata__"]
         if meta.get("sha256") != _digest(tensors, meta[META_KEY]):
             raise ValueError("checksum mismatch: the file was changed or damaged after saving")
         return _unflatten(json.loads(meta[META_KEY]), tensors)
+    except CnnlabError:  # not a regular file
+        raise
     except OSError as e:
         raise CnnlabError(f"cannot read checkpoint {path}: {e.strerror}") from None
     except (SafetensorError, ValueError, KeyError, TypeError) as e:
@@ -113,6 +116,26 @@ def load_run_model(run_dir: Path, which: str = "best"):
     return state, run_dir / "last.pt", note
 
 
+def step_back(path: Path) -> bool:
+    """Put the save before `path` (NAME.prev) in its place, or remove `path` when there is none; True if one is
+    left. For a resume point known to be bad (its weights diverged), which must not be resumed from."""
+    path, prev = Path(path), previous(path)
+    if prev.exists():
+        os.replace(prev, path)
+    else:
+        path.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
+    return path.exists()
+
+
+def _fsync_folder(folder: Path):
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make renames in it durable
+    finally:
+        os.close(dir_fd)
+
+
 def atomic_write(path: Path, data: bytes, keep_as: Path | None = None):
     """Write `data` to `path` all or nothing; with `keep_as`, the file it replaces is moved there first."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +155,4 @@ def atomic_write(path: Path, data: bytes, keep_as: Path | None = None):
             raise CnnlabError(f"cannot write {path}: {e.strerror or e}; the previous version is untouched. "
                               f"Free space or fix the folder, then run the same command to resume") from None
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the renames themselves durable
-    finally:
-        os.close(dir_fd)
+    _fsync_folder(path.parent)

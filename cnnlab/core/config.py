@@ -13,6 +13,7 @@ from pathlib import Path
 
 import tomli_w
 
+from cnnlab.core import paths
 from cnnlab.core.errors import CnnlabError
 
 
@@ -258,16 +259,22 @@ def parse_set(item: str):
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise CnnlabError(f"--set {key.strip()}: the value is nested too deeply") from None
     return key.strip(), value
 
 
 def load_toml(path: str) -> dict:
+    if not Path(path).exists():
+        raise CnnlabError(f"cannot read config {path}: no such file")
     try:
-        return tomllib.loads(Path(path).read_text())
+        return tomllib.loads(paths.read_text(path, "config"))
     except OSError as e:
         raise CnnlabError(f"cannot read config {path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise CnnlabError(f"{path} is not valid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise CnnlabError(f"{path}: arrays or tables nested too deeply for a config") from None
 
 
 def to_dict(cfg: Config) -> dict:

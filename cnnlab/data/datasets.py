@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from cnnlab.core import paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import formats, sources
 from cnnlab.data.arrays import read_npz
@@ -79,6 +80,7 @@ def _load_path(path: Path) -> Dataset:
     The decoded cache is checked first: telling the formats apart means opening the archive."""
     if not path.exists():
         raise CnnlabError(f"--data {path}: no such file or folder")
+    paths.file_or_folder(path, "--data")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return _decode_cached(path.name.split(".")[0], files, None, [], lambda: _parse_path(path))
 
@@ -195,6 +197,6 @@ def find_moved(path: Path, digest: str, search: list) -> Path | None:
     below them, with the recorded fingerprint."""
     for folder in map(Path, search):
         for candidate in [folder / path.name, *folder.glob(f"*/{path.name}")]:
-            if candidate.exists() and fingerprint(candidate) == digest:
+            if (candidate.is_file() or candidate.is_dir()) and fingerprint(candidate) == digest:
                 return candidate.resolve()
     return None

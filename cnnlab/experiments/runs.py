@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.core import checkpoints, config
+from cnnlab.core import checkpoints, config, paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import lock
 from cnnlab.data import datasets
@@ -20,7 +20,7 @@ from cnnlab.data.splits import prepare_data
 from cnnlab.experiments import registry
 from cnnlab.models import inference, specs
 from cnnlab.reports import plots
-from cnnlab.training import distributed
+from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -71,22 +71,22 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
               registry_db: Path | None = None, extra_callbacks=()):
     """Train (or resume) the run in `run_dir`; it is recorded in `registry_db` (default: beside the run). A run
     that fails before it has written anything (bad data, a model that does not fit it) leaves no folder behind."""
-    new = not Path(run_dir).exists()
+    config.validate(cfg)
+    run_dir, new = Path(run_dir), not Path(run_dir).exists()
+    distributed.init()
+    held = lock(run_dir) if distributed.is_main() else None  # rank 0 speaks and writes for all
     try:
-        return _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks)
+        return _train_run(cfg, run_dir, data_dir, fresh, say if held else _silent, registry_db, extra_callbacks, held)
     except BaseException:
-        if new and Path(run_dir).is_dir() and {p.name for p in Path(run_dir).iterdir()} <= {".lock"}:
+        if new and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".lock"}:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    finally:
+        if held:  # released however the run ends, so the same process may train here again
+            held.close()
 
 
-def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks):
-    config.validate(cfg)
-    run_dir = Path(run_dir)
-    distributed.init()
-    if not distributed.is_main():
-        say = _silent  # rank 0 speaks and writes for all
-    held = lock(run_dir) if distributed.is_main() else None
+def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks, held):
     state = None
     if not fresh:
         for stale in run_dir.glob(".*.tmp") if held else []:  # left by a process killed mid-write
@@ -94,14 +94,19 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks)
         state, warning = checkpoints.load_latest(run_dir / "last.pt")
         if warning:
             say(f"warning: {warning}")
-    if state:
+    record = None if fresh else divergence.read(run_dir, state)
+    diff, lower_lr = [], False
+    if state or record:
         # Through from_dict, so keys added to Config since the run was saved compare as their defaults.
-        diff = list(_differences(config.to_dict(config.from_dict(state["config"])), config.to_dict(cfg)))
-        if diff:
+        saved = state["config"] if state else record["config"]
+        diff = list(_differences(config.to_dict(config.from_dict(saved)), config.to_dict(cfg)))
+        lower_lr = record is not None and divergence.check_rerun(run_dir, record, state, diff, cfg.optimizer.lr)
+    if state:
+        if diff and not lower_lr:
             raise CnnlabError(f"{run_dir} was trained with other settings ({'; '.join(diff[:3])}); "
                               f"re-run with --fresh to start over or --name for a new run")
         if _finished(state) and cfg.epochs <= state["config"]["epochs"] and (run_dir / "results.json").exists():
-            result = json.loads((run_dir / "results.json").read_text())
+            result = json.loads(paths.read_text(run_dir / "results.json", "results"))
             scored = f"test accuracy {result['test']['accuracy']:.4f}" if result.get("test") else "no test set"
             say(f"{run_dir.name} already finished at epoch {state['epoch']}: {scored} (results.json); use "
                 f"--epochs N to extend or --fresh")
@@ -136,6 +141,12 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks)
         recorder.fresh()
     elif state:
         resume(trainer, state, cfg, run_dir, say)
+    if lower_lr and state:
+        trainer.lr = cfg.optimizer.lr
+        say(f"resuming with optimizer.lr {cfg.optimizer.lr:g} (it diverged at epoch {record['epoch']}, step "
+            f"{record['step']} with {record['config']['optimizer']['lr']:g})")
+    if record is not None and held:
+        divergence.clear(run_dir)
     if held:
         checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
     recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()))
@@ -154,8 +165,6 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks)
     recorder.end("stopped early" if result["stopped_early"] else "finished", result["test"])
     say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
         f"{result['weights']}) - run folder {run_dir}" if result["test"] else f"no test set; run folder {run_dir}")
-    if held:
-        held.close()
     return result
 
 

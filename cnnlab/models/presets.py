@@ -3,6 +3,7 @@
 import copy
 from pathlib import Path
 
+from cnnlab.core import paths
 from cnnlab.core.config import Config, from_dict, load_toml, set_value, validate
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.sources import canonical_name, jpeg_copy
@@ -141,7 +142,7 @@ def resolve(target, overrides: dict | None = None, data_dir: str | None = None) 
     if not cfg.data:
         cfg.dataset = canonical_name(cfg.dataset)
     if cfg.data and Path(cfg.data).exists():  # a run folder works from any folder, so it names its data absolutely
-        cfg.data = str(Path(cfg.data).resolve())
+        cfg.data = str(paths.file_or_folder(cfg.data, "--data").resolve())
     if not cfg.data and cfg.dataset == "cifar10" and jpeg_copy(data_dir):
         cfg.data = str(jpeg_copy(data_dir))  # the genuine set is not here: the copy, named as such everywhere
     validate(cfg)

@@ -5,12 +5,13 @@ never an exception: a crashed run is reported, not skipped.
 """
 
 import csv
+import io
 import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.core import checkpoints, config
+from cnnlab.core import checkpoints, config, paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import is_training
 from cnnlab.data.splits import prepare_data
@@ -81,10 +82,10 @@ class RunFacts:
 def read_history(run_dir: Path, state: dict | None) -> list:
     """metrics.csv rows as floats (the epoch as int); last.pt's copy if the CSV is missing or unreadable."""
     try:
-        with open(run_dir / "metrics.csv", newline="") as f:
-            return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
-                    for row in csv.DictReader(f)]
-    except (OSError, ValueError):
+        rows = csv.DictReader(io.StringIO(paths.read_text(run_dir / "metrics.csv", "metrics"), newline=""))
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
+                for row in rows]
+    except (OSError, ValueError):  # CnnlabError (not a regular file) among them
         return [{"epoch": i + 1, **h} for i, h in enumerate((state or {}).get("history", []))]
 
 
@@ -115,9 +116,8 @@ def _load(run_dir: Path) -> tuple:
     except CnnlabError as e:
         notes.append(str(e))
     try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except FileNotFoundError:
-        pass
+        if (run_dir / "results.json").exists():
+            results = json.loads(paths.read_text(run_dir / "results.json", "results"))
     except (OSError, ValueError) as e:
         notes.append(f"results.json unreadable ({e})")
     try:

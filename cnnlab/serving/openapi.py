@@ -41,11 +41,13 @@ def openapi(info: dict, max_k: int) -> dict:
                 "responses": {
                     "200": ok("#/components/schemas/Prediction", "Classes by falling probability"),
                     "400": error("Bad k, or an empty or incomplete body"),
-                    "408": error("The upload stalled"),
+                    "408": error("The upload was not complete within the request deadline (30 s from its first byte)"),
                     "411": error("No Content-Length header (chunked uploads are refused)"),
                     "413": error(f"Content-Length over {mib} MiB; the body is not read"),
                     "415": error("The body is not a PNG, JPEG, BMP, GIF, WebP or TIFF file"),
-                    "422": error("The image is damaged, or has too many pixels (a decompression bomb)")}}},
+                    "422": error("The image is damaged, or has too many pixels (a decompression bomb)"),
+                    "503": error("The server is full (connections or waiting pictures); retry after the Retry-After "
+                                 "header's seconds")}}},
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"],

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from cnnlab.core import checkpoints
+from cnnlab.core import checkpoints, paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import formats
 from cnnlab.models import inference, specs
@@ -67,10 +67,13 @@ def _border_mean(x: torch.Tensor) -> float:
 def classify(model, about: dict, images: list, k: int = 3) -> list:
     """Top-k (class, probability) lists for a batch of PIL images."""
     x = torch.stack([prepare(img, about["input_shape"]) for img in images])
-    probs = inference.probabilities(model, x)
+    return ranked(inference.probabilities(model, x), about["classes"], k)
+
+
+def ranked(probs: torch.Tensor, classes: list, k: int) -> list:
+    """Each row of probabilities as its k most likely (class, probability) pairs."""
     top = probs.topk(min(k, probs.shape[1]), dim=1)
-    return [[(about["classes"][i], p) for i, p in zip(idx.tolist(), val.tolist())]
-            for idx, val in zip(top.indices, top.values)]
+    return [[(classes[i], p) for i, p in zip(idx.tolist(), val.tolist())] for idx, val in zip(top.indices, top.values)]
 
 
 def classify_files(model, about: dict, files: list, k: int = 3) -> list:
@@ -83,16 +86,19 @@ def classify_files(model, about: dict, files: list, k: int = 3) -> list:
     results = []
     for f in files:
         try:
-            top = classify(model, about, [formats.decode_image(f.read_bytes(), str(f))], k)[0]
+            top = classify(model, about, [formats.decode_image(paths.read_bytes(f, "image"), str(f))], k)[0]
             results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
         except (CnnlabError, OSError) as e:
             results.append({"file": str(f), "error": " ".join(str(e).split()).removeprefix(f"{f}: ")})
     return results
 
 
-def expand(paths) -> list:
+def expand(named) -> list:
     """Files as given; folders become the images inside them, sorted."""
     out = []
-    for p in map(Path, paths):
-        out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES) if p.is_dir() else [p]
+    for p in map(Path, named):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+        else:  # a missing file gets its own error entry; a FIFO or device named here stops the command
+            out.append(paths.regular_file(p, "image") if p.exists() else p)
     return out

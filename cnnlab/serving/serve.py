@@ -3,7 +3,8 @@
 Routes are a fixed table, so nothing a client sends ever becomes a file path: the page is package data read
 once at start and an upload is decoded from memory. Uploads are refused by size before they are read, by their
 leading bytes before PIL parses them, and by pixel count (formats.decode_image) before they are decoded.
-Standard library only: http.server's threading server, the model loaded once, one image per core at a time.
+Standard library only: http.server's handler on connections.Server (bounded, with deadlines), the model
+loaded once, one picture decoded per core at a time and the model run on all waiting pictures at once (batching).
 """
 
 import base64
@@ -15,9 +16,9 @@ import os
 import re
 import sys
 import threading
+import time
 import traceback
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -27,13 +28,13 @@ import torch
 from cnnlab.core import __version__
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import formats
-from cnnlab.serving import predict
+from cnnlab.serving import connections, predict
+from cnnlab.serving.batching import Batcher, Busy
 from cnnlab.serving.openapi import openapi
 
 MAX_UPLOAD_BYTES = 8 << 20
 MAX_PIXELS = formats.MAX_IMAGE_PIXELS
 MAX_K = 1000
-READ_TIMEOUT_S = 30  # a client that stalls mid-request frees its thread after this
 
 # Leading bytes of the formats `predict` reads. Anything else is refused before PIL sees it, so PIL's rarer
 # parsers (EPS, which would start Ghostscript, among them) never run on a client's bytes.
@@ -42,9 +43,13 @@ SIGNATURES = [(b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", 
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers=()):
         super().__init__(" ".join(message.split()))
-        self.status = status
+        self.status, self.headers = status, list(headers)
+
+
+def busy(message: str) -> HTTPError:
+    return HTTPError(503, f"busy: {message}; retry shortly", [("Retry-After", "1")])
 
 
 def image_kind(blob: bytes) -> str:
@@ -70,10 +75,11 @@ def load_page():
 
 
 class App:
-    """The model, what the page and API say about it, and the slots that let one image per core run at once."""
+    """The model behind its batcher, what the page and API say about it, and one decoding slot per core."""
 
-    def __init__(self, model_path: Path):
+    def __init__(self, model_path: Path, max_batch: int = 64):
         self.model, self.about = predict.load_model(model_path)
+        self.batcher = Batcher(self.model, max_batch)
         self.page, self.csp = load_page()
         self.slots = threading.BoundedSemaphore(len(os.sched_getaffinity(0)))
         self.info = {
@@ -84,17 +90,27 @@ class App:
             "max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS,
         }
 
-    def classify(self, blob: bytes, k: int) -> list:
+    def classify(self, blob: bytes, k: int, deadline: float) -> list:
+        """The top k of one upload, or an HTTPError; 503 when the picture cannot be answered by `deadline`."""
         kind = image_kind(blob)
-        # Held while decoding too: at most one decoded picture per core in memory, however many clients send one.
-        with self.slots:
-            try:
-                img = formats.decode_image(blob, f"{kind} upload")
-                top = predict.classify(self.model, self.about, [img], k)[0]
-            except CnnlabError as e:
-                raise HTTPError(422, str(e)) from None
-            except (ValueError, OSError) as e:  # a decodable picture in a mode PIL cannot convert
-                raise HTTPError(422, f"{kind} upload: cannot convert image ({type(e).__name__}: {e})") from None
+        # At most one full-size decoded picture per core in memory, however many clients send one.
+        if not self.slots.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            raise busy("every core is decoding")
+        try:
+            x = predict.prepare(formats.decode_image(blob, f"{kind} upload"), self.about["input_shape"])
+        except CnnlabError as e:
+            raise HTTPError(422, str(e)) from None
+        except (ValueError, OSError) as e:  # a decodable picture in a mode PIL cannot convert
+            raise HTTPError(422, f"{kind} upload: cannot convert image ({type(e).__name__}: {e})") from None
+        finally:
+            self.slots.release()
+        try:
+            probs = self.batcher.submit(x).result(timeout=max(deadline - time.monotonic(), 0))
+        except Busy as e:
+            raise busy(str(e)) from None
+        except TimeoutError:
+            raise busy("the model did not get to this picture before the request's deadline") from None
+        top = predict.ranked(probs[None], self.about["classes"], k)[0]
         return [{"class": c, "probability": round(p, 6)} for c, p in top]
 
 
@@ -122,9 +138,8 @@ def top_k(query: str) -> int:
     return int(values[0])
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(connections.DeadlineHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client's next request reuses its connection
-    timeout = READ_TIMEOUT_S
     disable_nagle_algorithm = True  # headers and body go out as two writes: Nagle would hold the body ~40 ms
 
     def version_string(self):
@@ -148,7 +163,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise HTTPError(405, f"{path} answers {' and '.join(methods)} only")
             methods[method](self, query)
         except HTTPError as e:
-            self.send_json(e.status, {"error": str(e)})
+            self.send_json(e.status, {"error": str(e)}, e.headers)
+        except connections.CLIENT_GONE:
+            raise  # nobody to answer: DeadlineHandler.handle ends the connection quietly
         except Exception:  # never a traceback to the client; the server's log keeps it
             sys.stderr.write(f"cnnlab serve: error on {method} {path}\n{traceback.format_exc()}")
             self.close_connection = True
@@ -166,13 +183,15 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self.rfile.read(int(length))
         except TimeoutError:
-            raise HTTPError(408, f"upload stalled for {READ_TIMEOUT_S} s") from None
+            raise HTTPError(408, f"the upload was not complete within the request deadline of "
+                                 f"{self.server.deadline_s:g} s") from None
         if not body or len(body) < int(length):
             raise HTTPError(400, "empty or incomplete upload: send the image's bytes as the request body")
         self.unread_body = False
         return body
 
     def send_bytes(self, status: int, body: bytes, content_type: str, extra=()):
+        self.connection.settimeout(connections.IDLE_TIMEOUT_S)  # a client that stops reading the answer is let go
         self.send_response(status)
         self.close_connection = self.close_connection or getattr(self, "unread_body", True)
         for name, value in [("Content-Type", content_type), ("Content-Length", str(len(body))),
@@ -183,8 +202,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_json(self, status: int, obj):
-        self.send_bytes(status, json.dumps(obj).encode(), "application/json")
+    def send_json(self, status: int, obj, extra=()):
+        self.send_bytes(status, json.dumps(obj).encode(), "application/json", extra)
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (malformed request line, unknown method) in JSON too, not its HTML page."""
@@ -213,21 +232,34 @@ def get_openapi(handler: Handler, query: str):
 def post_predict(handler: Handler, query: str):
     k = top_k(query)
     blob = uploaded_file(handler.read_body(), handler.headers.get("Content-Type", ""))
-    handler.send_json(200, {"top": handler.server.app.classify(blob, k)})
+    handler.send_json(200, {"top": handler.server.app.classify(blob, k, handler.deadline)})
 
 
 ROUTES = {"/": {"GET": get_page}, "/model": {"GET": get_model}, "/openapi.json": {"GET": get_openapi},
           "/predict": {"POST": post_predict}}
 
 
-def make_server(model_path: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
-    """A server ready to serve_forever(); port 0 picks a free port (server.server_address says which)."""
+class Server(connections.Server):
+    app = None  # set once listening: a failed bind closes the server before
+
+    def server_close(self):
+        super().server_close()
+        if self.app:
+            self.app.batcher.close()
+
+
+def make_server(model_path: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False,
+                max_connections: int = connections.MAX_CONNECTIONS, deadline_s: float = connections.REQUEST_DEADLINE_S,
+                max_batch: int = 64):
+    """A server ready to serve_forever(); port 0 picks a free port (server.server_address says which).
+    max_batch 1 runs the model once per picture."""
     if not 0 <= port <= 65535:
         raise CnnlabError(f"port must be from 0 to 65535 (0: any free port), got {port}")
-    app = App(Path(model_path))  # first: a bad model file is reported before a port is taken
+    app = App(Path(model_path), max_batch)  # first: a bad model file is reported before a port is taken
     try:
-        server = ThreadingHTTPServer((host, port), Handler)
+        server = Server((host, port), Handler, max_connections, deadline_s)
     except OSError as e:
+        app.batcher.close()
         raise CnnlabError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     server.app, server.quiet = app, quiet
     return server
@@ -240,11 +272,11 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
-    # One thread per inference, requests side by side on the cores: a batch of one gains little from intra-op
-    # threads, and they stall whenever another process holds a core (measured: 250 ms instead of 2 ms under load).
+def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False, max_batch: int = 64):
+    # One intra-op thread: the batcher's batches are small, the other cores decode the next pictures, and
+    # intra-op threads stall whenever another process holds a core (measured: 250 ms instead of 2 ms under load).
     torch.set_num_threads(1)
-    server = make_server(model_path, host, port, quiet)
+    server = make_server(model_path, host, port, quiet, max_batch=max_batch)
     bound_host, bound_port = server.server_address[:2]
     info = server.app.info
     print(f"serving {model_path} ({info['dataset'] or 'model'}, {len(info['classes'])} classes) at "

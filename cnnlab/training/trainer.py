@@ -18,7 +18,7 @@ from cnnlab.core import checkpoints, config
 from cnnlab.data.datasets import Split
 from cnnlab.data.transforms import augment, to_input
 from cnnlab.models import inference
-from cnnlab.training import distributed
+from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import TerminateOnNaN
 from cnnlab.training.optimizers import make_optimizer, uses_bf16
 
@@ -64,6 +64,7 @@ class Trainer:
             if self.averaged is not None else []
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
         self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
+        self.saved_step = None  # the step whose weights last.pt holds
         self.steps_per_epoch = len(batch_starts(len(train), cfg.batch_size))
         self.saved_at = time.monotonic()
         self.stop_training, self.restored_epoch = False, None
@@ -169,8 +170,11 @@ class Trainer:
     def save_state(self):
         if self.rank != 0:  # one writer; the other ranks hold the same weights
             return
+        if not all(t.isfinite().all() for m in {self.model, self.scored_model} for t in m.state_dict().values()
+                   if t.is_floating_point()):  # a finite loss from weights that overflowed: never a resume point
+            divergence.stop(self, "the weights became inf or nan", self.step)
         checkpoints.save(self.run_dir / "last.pt", self.state_dict(), keep_previous=True)
-        self.saved_at = time.monotonic()
+        self.saved_at, self.saved_step = time.monotonic(), self.step
 
     def current_lr(self) -> float:
         lr = self.lr / (1 + self.cfg.optimizer.decay * self.step)
@@ -219,7 +223,7 @@ class Trainer:
                 if torch.is_tensor(t) and t.shape == p.shape:
                     slots[key] = torch.empty_like(p).copy_(t)
         self.epoch, self.batch, self.step, self.lr = state["epoch"], state["batch"], state["step"], state["lr"]
-        self.saved_epoch = self.epoch
+        self.saved_epoch, self.saved_step = self.epoch, self.step
         self.history, self.stop_training = list(state["history"]), state["stopped"]
         if self.batch:
             self.loss_sum = torch.tensor(state["epoch_sums"][0], dtype=torch.float64)

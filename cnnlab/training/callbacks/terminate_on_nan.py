@@ -1,11 +1,12 @@
 """TerminateOnNaN: stop at the first step whose loss is NaN or infinite.
 
 Keras' TerminateOnNaN only sets stop_training; this one raises, so the run is recorded as failed with the step
-and the fix, and the weights that diverged are never saved (the last resume point on disk is from before)."""
+and the fix. The weights that produced the loss are bad already: training.divergence keeps the resume point
+saved before them, and tells a re-run with the same settings that it would diverge again."""
 
 import math
 
-from cnnlab.core.errors import CnnlabError
+from cnnlab.training import divergence
 from cnnlab.training.callbacks import Callback
 
 
@@ -13,5 +14,5 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("batch_loss")
         if loss is not None and not math.isfinite(loss):
-            raise CnnlabError(f"loss became {loss} at epoch {self.trainer.epoch + 1}, step {batch + 1}; "
-                              f"the last good checkpoint is kept (try a lower optimizer.lr)")
+            # this step's loss came from the weights after the step before
+            divergence.stop(self.trainer, f"loss became {loss}", self.trainer.step - 1)
