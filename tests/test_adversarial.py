@@ -120,6 +120,18 @@ def test_connections_beyond_the_limit_get_503_with_json(start):
     assert outcomes == [(200, 3, None)]
 
 
+@pytest.mark.parametrize("number", ["k=%C2%B2", "k=%D9%A3", "k=3_0", "length \xb2", "length 1_000"])
+def test_numbers_from_clients_are_ascii_digits_only(start, number):
+    """'²' passes str.isdigit() and int() refuses it; int() takes '٣' (Arabic-Indic three) and '1_000'."""
+    query, length = (number, str(len(png()))) if number.startswith("k=") else ("k=3", number.split(" ", 1)[1])
+    s = socket.create_connection(("127.0.0.1", start()), timeout=30)
+    s.sendall(f"POST /predict?{query} HTTP/1.1\r\nContent-Length: {length}\r\n\r\n".encode("latin-1") + png())
+    answer = s.makefile("rb").read()
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b'{"error": "k must be a whole number' in answer or b'{"error": "Content-Length must be' in answer
+
+
 def trickle(port: int, head: bytes, every_s: float, limit_s: float) -> tuple:
     """Send `head`, then one body byte every `every_s`; (seconds until the server answered or closed, answer)."""
     s = socket.create_connection(("127.0.0.1", port))

@@ -232,6 +232,10 @@ def test_benchmark_script_runs_quickly():
                        text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "p50" in r.stdout and "413" in r.stdout and "415" in r.stdout and "422" in r.stdout
+    for max_batch in (64, 1):  # the load test against each server: all 16 answered, none reset
+        section = r.stdout.split(f"--- cnnlab serve --max-batch {max_batch}")[1].split("---")[0]
+        assert "load: 8 clients at once, 16 requests" in section and "16 x 200" in section, section
+    assert "reset" not in r.stdout
 
 
 def test_a_multipart_form_upload_is_classified_as_its_raw_bytes(served):

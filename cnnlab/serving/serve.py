@@ -130,12 +130,18 @@ def uploaded_file(body: bytes, content_type: str) -> bytes:
     return chosen.get_payload(decode=True) or b""
 
 
+def whole_number(text: str) -> int | None:
+    """A client's number, in ASCII digits only: str.isdigit() also accepts '²', which int() then refuses, and
+    int() itself accepts '٣' (Arabic-Indic three), ' 3' and '3_000'."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def top_k(query: str) -> int:
     values = parse_qs(query).get("k", ["5"])
-    # ASCII digits only: str.isdigit() also accepts '²', which int() then refuses.
-    if len(values) != 1 or not (values[0].isascii() and values[0].isdigit()) or not 1 <= int(values[0]) <= MAX_K:
+    k = whole_number(values[0]) if len(values) == 1 else None
+    if k is None or not 1 <= k <= MAX_K:
         raise HTTPError(400, f"k must be a whole number from 1 to {MAX_K}")
-    return int(values[0])
+    return k
 
 
 class Handler(connections.DeadlineHandler):
@@ -176,16 +182,17 @@ class Handler(connections.DeadlineHandler):
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or length is None:
             raise HTTPError(411, "send the image with a Content-Length header (chunked uploads are not accepted)")
-        if not length.isdigit():
+        length = whole_number(length)
+        if length is None:
             raise HTTPError(400, "Content-Length must be a whole number of bytes")
-        if int(length) > MAX_UPLOAD_BYTES:
-            raise HTTPError(413, f"upload of {int(length)} bytes is over the limit of {MAX_UPLOAD_BYTES >> 20} MiB")
+        if length > MAX_UPLOAD_BYTES:
+            raise HTTPError(413, f"upload of {length} bytes is over the limit of {MAX_UPLOAD_BYTES >> 20} MiB")
         try:
-            body = self.rfile.read(int(length))
+            body = self.rfile.read(length)
         except TimeoutError:
             raise HTTPError(408, f"the upload was not complete within the request deadline of "
                                  f"{self.server.deadline_s:g} s") from None
-        if not body or len(body) < int(length):
+        if not body or len(body) < length:
             raise HTTPError(400, "empty or incomplete upload: send the image's bytes as the request body")
         self.unread_body = False
         return body
