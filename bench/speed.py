@@ -18,6 +18,7 @@ square GEMM the peak is measured with.
     python bench/speed.py                       # Keras from this Python (pip install -e '.[bench]')
     python bench/speed.py --keras-python /path/to/venv/bin/python --steps 100
     python bench/speed.py --no-keras --presets mlp --steps 5     # cnnlab only, tiny
+    python bench/speed.py --device cuda         # on a GPU: cnnlab's images/s in fp32 and its default precision
 """
 
 import argparse
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.core import devices
+from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets
 from cnnlab.data.datasets import Split
 from cnnlab.models import presets, specs
@@ -102,10 +105,10 @@ def gemm_ceiling(gemms: list, dtype: torch.dtype) -> float:
     return sum(2 * m * k * n for m, k, n in gemms) / seconds
 
 
-def cnnlab_speed(name: str, precision: str, steps: int, repeats: int) -> float:
+def cnnlab_speed(name: str, precision: str, steps: int, repeats: int, device: str = "cpu") -> float:
     """Images/s of the fastest of `repeats` epochs of `steps` batches, after a first untimed one."""
     cfg = presets.preset(name)
-    cfg.epochs, cfg.precision, cfg.autosave_seconds = 1 + repeats, precision, 0
+    cfg.epochs, cfg.precision, cfg.autosave_seconds, cfg.device = 1 + repeats, precision, 0, device
     cfg.early_stopping.enabled = False
     n, shape = cfg.batch_size * steps, datasets.BUILTIN[cfg.dataset]["shape"]
     g = torch.Generator().manual_seed(0)
@@ -137,6 +140,21 @@ def keras_speeds(python: str, names: list, steps: int, repeats: int) -> dict:
     return speeds
 
 
+def device_table(names: list, device_name: str, steps: int, repeats: int):
+    """On a GPU (or MPS): images/s of each preset in fp32 and in the precision `auto` picks there. Keras is not
+    measured: the GPU machines this was written for have no TensorFlow."""
+    device = devices.resolve(device_name)
+    print(f"device: {devices.describe(device)}, torch {torch.__version__}")
+    print(f"training images/s, batch = the lab's, fastest of {repeats} epochs of {steps} steps")
+    print("preset | batch | cnnlab fp32 | cnnlab default (precision) | default / fp32")
+    for name in names:
+        default = devices.precision(device, presets.preset(name).precision)
+        fp32 = cnnlab_speed(name, "fp32", steps, repeats, device_name)
+        fast = fp32 if default == "fp32" else cnnlab_speed(name, default, steps, repeats, device_name)
+        print(f"{name} | {presets.preset(name).batch_size} | {fp32:,.0f} | {fast:,.0f} ({default}) | "
+              f"{fast / fp32:.2f}x", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default=",".join(LAB_PRESETS))
@@ -145,6 +163,8 @@ def main():
                     help="timed epochs per figure, on both sides; the fastest counts (this machine is shared)")
     ap.add_argument("--keras-python", default=sys.executable, help="a Python with tensorflow and keras")
     ap.add_argument("--no-keras", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu (default: the table beside Keras), or cuda, cuda:N, mps: "
+                                                    "cnnlab alone on that device")
     args = ap.parse_args()
     if args.steps < 1 or args.repeats < 1:
         sys.exit("bench: --steps and --repeats must be at least 1")
@@ -152,6 +172,12 @@ def main():
     unknown = [n for n in names if n not in LAB_PRESETS]
     if unknown:
         sys.exit(f"bench: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(LAB_PRESETS)}")
+    if args.device != "cpu":
+        try:
+            devices.resolve(args.device)
+        except CnnlabError as e:
+            sys.exit(f"bench: {e}")
+        return device_table(names, args.device, args.steps, args.repeats)
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     # Each preset at its own default precision (auto: bf16 on CPUs with native bf16; cifar-cnn pins fp32).

@@ -25,7 +25,7 @@ from cnnlab.training import distributed
 def overrides(args) -> dict:
     """The model options as config keys, in the order they apply: the flags, then each --set."""
     flags = {key: getattr(args, key) for key in ("dataset", "data", "epochs", "batch_size", "seed", "val_split",
-                                                  "validate_on", "precision")}
+                                                  "validate_on", "precision", "device")}
     return {k: v for k, v in flags.items() if v is not None} | dict(config.parse_set(i) for i in args.set or [])
 
 
@@ -182,8 +182,11 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--val-split", type=float, help=f"fraction of each class of the training set held out for "
                         f"validation (default: the preset's: {preset_values('val_split')})")
         sp.add_argument("--validate-on", choices=["val", "test"])
-        sp.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                        help="training arithmetic (default auto: bf16 autocast where the CPU has native bf16)")
+        sp.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                        help="training arithmetic (default auto: bf16 autocast where the CPU or GPU computes it "
+                             "natively, fp16 on Volta/Turing GPUs, else fp32)")
+        sp.add_argument("--device", help="auto (default: a CUDA GPU, else Apple's MPS, else the CPU), cpu, cuda, "
+                                         "cuda:N or mps")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any config key, e.g. optimizer.lr=0.1 or early_stopping.patience=5 (repeatable)")
         sp.add_argument("--data-dir", help="folder holding the data set files (default: $CNNLAB_DATA)")

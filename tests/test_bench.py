@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from conftest import ROOT
 
 
@@ -53,6 +56,13 @@ def test_speed_bench_refuses_an_unknown_preset_in_one_line():
     r = run("bench/speed.py", "--presets", "resnet50", "--no-keras")
     assert r.returncode == 1 and r.stderr.strip() == ("bench: unknown preset(s) resnet50; choose from mlp, "
                                                       "mlp-deep, mnist-cnn, cifar-cnn")
+
+
+def test_speed_bench_on_a_device_that_is_not_here_is_one_line():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: scripts/gpu_check.sh runs the bench there")
+    r = run("bench/speed.py", "--device", "cuda", "--presets", "mlp", "--steps", "2", "--repeats", "1")
+    assert r.returncode == 1 and r.stderr.strip().startswith("bench: device cuda: ") and r.stderr.count("\n") == 1
 
 
 def test_time_to_accuracy_reports_the_epoch_that_reached_the_target(real_data, tmp_path):

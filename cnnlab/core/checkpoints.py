@@ -28,7 +28,8 @@ META_KEY = "cnnlab"
 
 def _flatten(obj, path, tensors):
     if isinstance(obj, torch.Tensor):
-        tensors[path] = obj.detach().contiguous().clone()  # clone: safetensors refuses shared storage
+        # a copy (safetensors refuses shared storage) on the CPU: a checkpoint holds no device
+        tensors[path] = obj.detach().contiguous().to("cpu", copy=True)
         return {"__tensor__": path}
     if isinstance(obj, dict):
         # JSON keys are strings; remember int keys (optimizer state is keyed by parameter index).

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tomli_w
 
-from cnnlab.core import paths
+from cnnlab.core import devices, paths
 from cnnlab.core.errors import CnnlabError
 
 
@@ -91,9 +91,13 @@ class Config:
     train_subset: int = 0  # > 0: train on a seeded random sample of this many images (quick runs, tests)
     test_subset: int = 0  # > 0: likewise for the test set
     threads: int = 0  # 0: one per available core
+    # auto (a CUDA GPU, else Apple's MPS, else the CPU) | cpu | cuda | cuda:N | mps (core/devices.py)
+    device: str = "auto"
+    deterministic: bool = False  # CUDA: deterministic kernels, for bit-exact resume; slower (CPUs always are)
     channels_last: bool = True  # memory layout for conv nets: faster on CPU, same math
-    # Training arithmetic: bf16 autocast (weights, optimizer and loss stay float32) or plain fp32. auto: bf16 on
-    # CPUs that compute it natively (AVX512-BF16 or AMX), where it is 1.3-1.9x faster; fp32 elsewhere.
+    # Training arithmetic: bf16 or fp16 autocast (weights, optimizer and loss stay float32; fp16 with a gradient
+    # scaler) or plain fp32. auto: bf16 where the hardware computes it natively (CPUs with AVX512-BF16 or AMX,
+    # where it is 1.3-1.9x faster; CUDA GPUs from Ampere), fp16 on Volta/Turing GPUs, fp32 elsewhere.
     # Evaluation, predict and export always run in fp32.
     precision: str = "auto"
     autosave_seconds: float = 60.0  # also save a mid-epoch resume point this often (0: at epoch ends only)
@@ -111,7 +115,7 @@ class Config:
 
 
 CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on": ("val", "test"),
-           "precision": ("auto", "bf16", "fp32"), "lr_schedule": ("constant", "onecycle"),
+           "precision": ("auto", "bf16", "fp16", "fp32"), "lr_schedule": ("constant", "onecycle"),
            "init": ("glorot_uniform", "he_uniform"),
            "checkpoint.mode": ("auto", "min", "max"), "early_stopping.mode": ("auto", "min", "max"),
            "reduce_lr.mode": ("auto", "min", "max")}
@@ -208,6 +212,7 @@ def validate(cfg: Config):
         raise CnnlabError(f"warmup_epochs must be from 0 to below epochs ({cfg.epochs}), got {cfg.warmup_epochs}")
     if cfg.threads > 1024:
         raise CnnlabError(f"threads must be at most 1024, got {cfg.threads}")
+    devices.check_name(cfg.device)
     o = cfg.optimizer
     for key in ("beta1", "beta2", "rho"):
         if not getattr(o, key) < 1:

@@ -11,11 +11,12 @@ def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, flip: bool, translate: int, blur: float = 0.0) -> torch.Tensor:
-    """Random left-right flips, shifts and blurs of a uint8 batch, drawn from torch's generator (seeded per epoch,
-    saved in resume points). Shifts pad by reflection and crop; images sharing a shift are cropped together, so a
-    batch costs at most (2 * translate + 1)^2 slicing ops, not one per image."""
+    """Random left-right flips, shifts and blurs of a uint8 batch, drawn from torch's CPU generator (seeded per
+    epoch, saved in resume points) on any device, so a GPU run draws the CPU's numbers. Shifts pad by reflection
+    and crop; images sharing a shift are cropped together, so a batch costs at most (2 * translate + 1)^2 slicing
+    ops, not one per image."""
     if flip:
-        mirrored = torch.rand(len(x)) < 0.5
+        mirrored = (torch.rand(len(x)) < 0.5).to(x.device)
         x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
     if translate:
         t, (h, w) = translate, x.shape[-2:]
@@ -24,7 +25,7 @@ def augment(x: torch.Tensor, flip: bool, translate: int, blur: float = 0.0) -> t
         out = torch.empty_like(x)
         for code in (shifts[0] * (2 * t + 1) + shifts[1]).unique().tolist():
             dy, dx = divmod(code, 2 * t + 1)
-            same = ((shifts[0] == dy) & (shifts[1] == dx)).nonzero().squeeze(1)
+            same = ((shifts[0] == dy) & (shifts[1] == dx)).nonzero().squeeze(1).to(x.device)
             out[same] = padded[same, :, dy:dy + h, dx:dx + w]
         x = out
     if blur:
@@ -38,7 +39,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     taps = torch.arange(-2, 3, dtype=torch.float32)
     kernel = torch.exp(-taps ** 2 / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
-    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # one row per image channel
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0).to(x.device)  # a row per image channel
     y = F.pad(x.float().reshape(1, n * c, h, w), (2, 2, 2, 2), mode="reflect")
     y = F.conv2d(y, kernel[:, None, None, :], groups=n * c)  # along rows
     y = F.conv2d(y, kernel[:, None, :, None], groups=n * c)  # along columns

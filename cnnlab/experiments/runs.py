@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.core import checkpoints, config, paths
+from cnnlab.core import checkpoints, config, devices, paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import lock
 from cnnlab.data import datasets
@@ -29,11 +29,12 @@ from cnnlab.training.callbacks import (
     ReduceLROnPlateau,
     TensorBoard,
 )
-from cnnlab.training.optimizers import uses_bf16
 from cnnlab.training.trainer import Trainer
 
 OPTIMISTIC = "test set: optimistic, the model was selected on the data it is scored on"
-RESUMABLE_CHANGES = {"epochs", "autosave_seconds", "tensorboard"}  # may differ on a resumed run: they do not change its numbers
+# May differ on a resumed run: they do not change its numbers (a device may change its last bits, and a run
+# trained on a GPU must resume on a CPU-only machine).
+RESUMABLE_CHANGES = {"epochs", "autosave_seconds", "tensorboard", "device", "deterministic"}
 
 
 def make_callbacks(cfg: config.Config, run_dir: Path):
@@ -73,7 +74,8 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
     that fails before it has written anything (bad data, a model that does not fit it) leaves no folder behind."""
     config.validate(cfg)
     run_dir, new = Path(run_dir), not Path(run_dir).exists()
-    distributed.init()
+    device = devices.resolve(cfg.device)  # a device that is not here stops the run before anything is written
+    distributed.init(device.type)
     held = lock(run_dir) if distributed.is_main() else None  # rank 0 speaks and writes for all
     try:
         return _train_run(cfg, run_dir, data_dir, fresh, say if held else _silent, registry_db, extra_callbacks, held)
@@ -112,12 +114,14 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
                 f"--epochs N to extend or --fresh")
             return result
     threads = inference.set_threads(cfg.threads, distributed.world_size())
+    device = distributed.device(devices.resolve(cfg.device))
     ds, train, val = prepare_data(cfg, data_dir)
     say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
         f"{len(train)} train / {len(val) if val is not None else 0} validation"
         f"{' (sampled in proportion to train_subset)' if cfg.train_subset and cfg.validate_on == 'val' and val else ''}"
         f" / {len(ds.test)} test images; "
-        f"training in {'bf16 autocast' if uses_bf16(cfg.precision) else 'fp32'} on {threads} thread(s)")
+        f"training on {devices.describe(device)} in {autocast_text(device, cfg.precision)}"
+        f"{f' on {threads} thread(s)' if device.type == 'cpu' else ''}")
     if ds.cached_to:
         mb = datasets.folder_bytes(ds.cached_to) / 1e6
         say(f"decoded {ds.name} once and cached the arrays ({mb:.1f} MB) in {ds.cached_to}; `cnnlab cache` shows "
@@ -168,6 +172,11 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
     return result
 
 
+def autocast_text(device, wanted: str) -> str:
+    chosen = devices.precision(device, wanted)
+    return "fp32" if chosen == "fp32" else f"{chosen} autocast"
+
+
 def _silent(*args, **kwargs):
     pass
 
@@ -213,7 +222,8 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
                     else f"last epoch {trainer.epoch}"),
         "validation": OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
         "final": trainer.history[-1] if trainer.history else {}, "test": test,
-        "threads": threads, "processes": distributed.world_size(), "precision": "bf16" if trainer.bf16 else "fp32",
+        "threads": threads, "processes": distributed.world_size(), "precision": trainer.precision,
+        "device": devices.describe(trainer.device),
         "seconds_this_session": round(seconds, 2),
     }
     if not distributed.is_main():

@@ -48,11 +48,11 @@ def channels_last_layout(model: torch.nn.Module, wanted: bool) -> bool:
     return laid_out
 
 
-def logits(model: torch.nn.Module, x_uint8: torch.Tensor, bf16: bool = False,
+def logits(model: torch.nn.Module, x_uint8: torch.Tensor, autocast: torch.dtype | None = None,
            channels_last: bool | None = None) -> torch.Tensor:
-    """Float32 logits of one batch of uint8 N x C x H x W images; bf16 autocast if asked (the training precision).
-    The input goes channels_last for conv nets unless told otherwise."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    """Float32 logits of one batch of uint8 N x C x H x W images, on the images' device; autocast to bf16 or fp16
+    if asked (the training precision). The input goes channels_last for conv nets unless told otherwise."""
+    with torch.autocast(x_uint8.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
         return model(to_input(x_uint8, specs.uses_conv(model) if channels_last is None else channels_last)).float()
 
 
@@ -65,18 +65,19 @@ def probabilities(model: torch.nn.Module, x_uint8: torch.Tensor, batch: int = EV
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: list | None = None, bf16: bool = False,
-             keep_probabilities: bool = False, rank: int = 0, world: int = 1, all_sum=None,
-             channels_last: bool | None = None) -> Evaluation:
-    """Score `model` on `data`. bf16: in the training precision, as Keras validates under a mixed policy (the
-    epochs' validation); otherwise fp32, the reference that predict, serve and export reproduce. With several
-    ranks each scores every world-th chunk and `all_sum` adds the ranks' sums."""
+def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: list | None = None,
+             autocast: torch.dtype | None = None, keep_probabilities: bool = False, rank: int = 0, world: int = 1,
+             all_sum=None, channels_last: bool | None = None) -> Evaluation:
+    """Score `model` on `data`, on the data's device. autocast: the training precision, as Keras validates under
+    a mixed policy (the epochs' validation); None: fp32, the reference that predict, serve and export
+    reproduce. With several ranks each scores every world-th chunk and `all_sum` adds the ranks' sums."""
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64)
+    device = data.x.device
+    loss_sum = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     kept = []
     for i in range(rank * EVAL_BATCH, len(data), world * EVAL_BATCH):
-        out, y = logits(model, data.x[i:i + EVAL_BATCH], bf16, channels_last), data.y[i:i + EVAL_BATCH]
+        out, y = logits(model, data.x[i:i + EVAL_BATCH], autocast, channels_last), data.y[i:i + EVAL_BATCH]
         loss_sum += F.cross_entropy(out, y, reduction="sum").double()
         confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
         if keep_probabilities:
@@ -88,7 +89,7 @@ def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: lis
     n = max(len(data), 1)
     return Evaluation(loss=loss_sum.item() / n, accuracy=right.sum().item() / n,
                       per_class_accuracy=(right / total.clamp(min=1)).tolist(), confusion=confusion.tolist(),
-                      classes=list(classes or []), probabilities=torch.cat(kept) if kept else None)
+                      classes=list(classes or []), probabilities=torch.cat(kept).cpu() if kept else None)
 
 
 def set_threads(requested: int = 0, processes: int = 1) -> int:

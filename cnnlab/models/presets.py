@@ -3,7 +3,7 @@
 import copy
 from pathlib import Path
 
-from cnnlab.core import paths
+from cnnlab.core import devices, paths
 from cnnlab.core.config import Config, from_dict, load_toml, set_value, validate
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.sources import canonical_name, jpeg_copy
@@ -146,6 +146,7 @@ def resolve(target, overrides: dict | None = None, data_dir: str | None = None) 
     if not cfg.data and cfg.dataset == "cifar10" and jpeg_copy(data_dir):
         cfg.data = str(jpeg_copy(data_dir))  # the genuine set is not here: the copy, named as such everywhere
     validate(cfg)
+    devices.resolve(cfg.device)  # here, so a device that is not here stops before anything starts
     return cfg, run_name(cfg, stem)
 
 

@@ -1,8 +1,9 @@
 """Data-parallel training on torch.distributed: one process per rank, launched by torchrun.
 
 `torchrun --nproc-per-node N -m cnnlab train ...` (or `cnnlab train --procs N`, which runs exactly that) sets
-RANK and WORLD_SIZE; cnnlab then joins the process group (gloo: the training runs on CPUs), wraps the model in
-DistributedDataParallel, and gives each rank its slice of every global batch. The global batch is the
+RANK and WORLD_SIZE; cnnlab then joins the process group (nccl when training on CUDA GPUs, one GPU per rank,
+cuda:LOCAL_RANK; gloo on CPUs), wraps the model in DistributedDataParallel, and gives each rank its slice of
+every global batch. The global batch is the
 batch_size the user asked for. Only rank 0 writes checkpoints, logs and the registry; every rank reads the
 same last.pt to resume.
 """
@@ -30,11 +31,26 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init():
-    """Join the process group once, when launched with more than one rank."""
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", rank()))
+
+
+def init(device_type: str = "cpu"):
+    """Join the process group once, when launched with more than one rank: nccl for CUDA tensors, else gloo."""
     if world_size() > 1 and not dist.is_initialized():
-        # gloo even where CUDA is present: the model and batches stay on the CPU (nccl only moves GPU tensors).
-        dist.init_process_group("gloo")
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank())
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+
+
+def device(chosen: torch.device) -> torch.device:
+    """The device this rank computes on: with several ranks on CUDA, each its own GPU, cuda:LOCAL_RANK."""
+    if world_size() > 1 and chosen.type == "cuda":
+        if local_rank() >= torch.cuda.device_count():
+            raise CnnlabError(f"rank {rank()} wants cuda:{local_rank()}, but this machine has "
+                              f"{torch.cuda.device_count()} GPU(s): use --procs {torch.cuda.device_count()} or fewer")
+        return torch.device("cuda", local_rank())
+    return chosen
 
 
 def finish():

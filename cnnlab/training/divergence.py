@@ -25,16 +25,17 @@ def lower_lr(lr: float) -> str:
     return f"{lr / 10:g}"
 
 
-def stop(trainer, what: str, weights_step: int):
-    """Raise the run's one-line error for `what` (e.g. "loss became nan"), first discarding the resume point if
-    it holds the weights after step `weights_step`, the ones that diverged."""
+def stop(trainer, what: str, at_step: int, weights_step: int):
+    """Raise the run's one-line error for `what` (e.g. "loss became nan") seen at (global) step `at_step`, first
+    discarding the resume point if it holds the weights after step `weights_step`, the ones that diverged."""
     last, lr = trainer.run_dir / "last.pt", trainer.cfg.optimizer.lr
-    where = f"epoch {trainer.epoch + 1}, step {trainer.batch}"
+    where = f"epoch {trainer.epoch + 1}, step {trainer.batch - (trainer.step - at_step)}"
     if trainer.rank != 0:
         raise CnnlabError(f"{what} at {where}")
     removed = trainer.saved_step == weights_step and last.exists() and not checkpoints.step_back(last)
     kept = checkpoints.load(last) if last.exists() else None
-    record = {"what": what, "epoch": trainer.epoch + 1, "step": trainer.batch, "global_step": trainer.step,
+    record = {"what": what, "epoch": trainer.epoch + 1, "step": trainer.batch - (trainer.step - at_step),
+              "global_step": at_step,
               "kept_step": kept["step"] if kept else None, "config": config.to_dict(trainer.cfg)}
     checkpoints.atomic_write(trainer.run_dir / RECORD, json.dumps(record, indent=2).encode())
     if kept:

@@ -1,8 +1,8 @@
-"""The optimizers a config names, and the training precision this CPU gets."""
+"""The optimizers a config names, and the training precision this CPU gets (core/devices.py for any device)."""
 
 import torch
 
-from cnnlab.core import config
+from cnnlab.core import config, devices
 
 
 def make_optimizer(params, o: config.OptimizerConfig) -> torch.optim.Optimizer:
@@ -19,13 +19,6 @@ def make_optimizer(params, o: config.OptimizerConfig) -> torch.optim.Optimizer:
                                weight_decay=o.weight_decay)
 
 
-def native_bf16() -> bool:
-    """Does this CPU multiply bf16 in hardware (AVX512-BF16 or AMX)? Elsewhere bf16 is emulated and slower."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without these probes
-        return False
-
-
 def uses_bf16(precision: str) -> bool:
-    return precision == "bf16" or (precision == "auto" and native_bf16())
+    """On this machine's CPU."""
+    return devices.choose_precision("cpu", precision, cpu_bf16=devices.native_bf16()) == "bf16"

@@ -1,26 +1,31 @@
 """The training loop: Keras' fit() on PyTorch, readable on one screen.
 
-Speed comes from keeping the whole data set in memory as uint8 and making each batch with one gather and
-one conversion (no per-sample Python), channels_last for conv nets, bf16 autocast on CPUs with native bf16,
-fused optimizer steps, and evaluation at a large batch size.
+Speed comes from keeping the whole data set in memory as uint8 (on the GPU, when training on one) and making
+each batch with one gather and one conversion (no per-sample Python), channels_last for conv nets, bf16 autocast
+where the hardware computes it natively, fused optimizer steps, and evaluation at a large batch size. On a CUDA
+GPU the host never waits for the device between steps: the metrics are summed there and read every READ_EVERY
+steps, and a step whose loss is not finite is skipped by the optimizer on the device (a gradient scaler).
 Reproducibility comes from deriving every epoch's shuffle and dropout randomness from (seed, epoch), so a
 resumed run draws exactly the numbers an uninterrupted one would have.
 """
 
 import copy
+import math
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.core import checkpoints, config
+from cnnlab.core import checkpoints, config, devices
 from cnnlab.data.datasets import Split
 from cnnlab.data.transforms import augment, to_input
 from cnnlab.models import inference
 from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import TerminateOnNaN
-from cnnlab.training.optimizers import make_optimizer, uses_bf16
+from cnnlab.training.optimizers import make_optimizer
+
+READ_EVERY = 50  # on a CUDA GPU, steps between the host's reads of the loss (each read waits for the device)
 
 
 def batch_starts(n: int, batch_size: int) -> list:
@@ -50,12 +55,24 @@ class Trainer:
         if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
             callbacks.insert(0, TerminateOnNaN())
         self.callbacks, self.run_dir = callbacks, Path(run_dir)
-        self.channels_last = inference.channels_last_layout(model, cfg.channels_last)
-        self.bf16 = uses_bf16(cfg.precision)
         self.rank, self.world = distributed.rank(), distributed.world_size()
+        # The device, the precision on it, and the model and uint8 data moved there once.
+        self.device = distributed.device(devices.resolve(cfg.device))
+        devices.make_deterministic(self.device, cfg.deterministic)
+        self.precision = devices.precision(self.device, cfg.precision)
+        self.autocast = devices.AUTOCAST[self.precision]
+        model.to(self.device)
+        self.train_data, self.val_data = (s if s is None else Split(s.x.to(self.device), s.y.to(self.device))
+                                          for s in (train, val))
+        self.channels_last = inference.channels_last_layout(model, cfg.channels_last)
         # Several ranks: DDP averages the gradients of the ranks' slices of each global batch.
-        self.net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.world > 1 else model
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
+        scaler = devices.scaler_settings(self.device.type, self.precision)
+        self.scaler = None if scaler is None else torch.amp.GradScaler(self.device.type, **scaler)
+        self.read_every = READ_EVERY if self.device.type == "cuda" else 1
+        self.unread = []  # the losses of the steps since the host last read them
         # use_ema: `averaged` follows the weights as their moving average (BatchNorm's statistics too, so they
         # match the averaged weights). It is what validation scores and checkpoints save; fit ends with it.
         self.averaged = copy.deepcopy(model) if cfg.optimizer.use_ema else None
@@ -64,6 +81,7 @@ class Trainer:
             if self.averaged is not None else []
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
         self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
+        self.loss_sum, self.correct = self.zero_sums()
         self.saved_step = None  # the step whose weights last.pt holds
         self.steps_per_epoch = len(batch_starts(len(train), cfg.batch_size))
         self.saved_at = time.monotonic()
@@ -83,7 +101,7 @@ class Trainer:
         """One optimizer step on a float batch: (loss, logits), both detached. batch_size: the global batch."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.current_lr()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             logits = self.net(x).float()  # the loss is always computed in fp32
         smooth = self.cfg.label_smoothing
         if self.world > 1:  # sum over this slice / global batch, x world (DDP averages): the global mean
@@ -91,7 +109,13 @@ class Trainer:
         else:
             loss = F.cross_entropy(logits, y, label_smoothing=smooth)
         self.optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):  # a diverged step never reaches the weights; TerminateOnNaN then stops the run
+        if self.scaler is not None:  # a non-finite step is skipped on the GPU, with no wait for it here
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.averaged is not None:
+                self.update_average()
+        elif torch.isfinite(loss):  # a diverged step never reaches the weights; TerminateOnNaN then stops the run
             loss.backward()
             self.optimizer.step()
             if self.averaged is not None:
@@ -112,13 +136,13 @@ class Trainer:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch)))
             if self.batch == 0:  # each rank its own dropout stream, rank 0 the single-process one
                 torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1 + 7919 * self.rank)
-                self.loss_sum, self.correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+                self.loss_sum, self.correct = self.zero_sums()
             for cb in self.callbacks:
                 cb.on_epoch_begin(self.epoch)
             for i in range(self.batch, steps):
                 # The batch: this rank's slice of the global batch, augmented, as float pixels.
                 batch = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
-                idx = distributed.shard(batch)
+                idx = distributed.shard(batch).to(self.device, non_blocking=True)
                 a = cfg.augment  # each off by default: augment then returns the batch untouched
                 x = to_input(augment(data.x[idx], a.flip, a.translate, a.blur), self.channels_last)
                 y = data.y[idx]
@@ -127,11 +151,9 @@ class Trainer:
                 self.step, self.batch = self.step + 1, i + 1
                 self.loss_sum += loss * len(y) if self.world == 1 else F.cross_entropy(logits, y, reduction="sum")
                 self.correct += (logits.argmax(1) == y).sum()
-                logs = {"loss": self.loss_sum.item() / (starts[i] + len(batch)) * self.world, "batch_loss": loss.item()}
-                for cb in self.callbacks:
-                    cb.on_train_batch_end(i, logs)
-                if self.world == 1 and cfg.autosave_seconds and time.monotonic() - self.saved_at > cfg.autosave_seconds:
-                    self.save_state()  # a mid-epoch resume point: a kill loses at most autosave_seconds
+                self.unread.append(loss)
+                if len(self.unread) == self.read_every or i + 1 == steps:
+                    self.after_steps(i, starts[i] + len(batch))
             # The epoch's metrics over every rank's slices, validation, callbacks, then the resume point.
             distributed.all_sum(self.loss_sum, self.correct)
             logs = {"loss": self.loss_sum.item() / len(data), "accuracy": self.correct.item() / len(data)}
@@ -153,6 +175,23 @@ class Trainer:
             cb.on_train_end()
         return self.history
 
+    def after_steps(self, i: int, seen: int):
+        """The callbacks' view of the steps since the last one (every step on a CPU): the epoch's running loss, and
+        the newest step's loss or, if one was not finite, that one's, with its step number."""
+        losses, self.unread = torch.stack(self.unread).tolist(), []
+        bad = next((j for j, v in enumerate(losses) if not math.isfinite(v)), len(losses) - 1)
+        logs = {"loss": self.loss_sum.item() / seen * self.world, "batch_loss": losses[bad],
+                "loss_step": self.step - len(losses) + 1 + bad}
+        for cb in self.callbacks:
+            cb.on_train_batch_end(i, logs)
+        if self.world == 1 and self.cfg.autosave_seconds and time.monotonic() - self.saved_at > self.cfg.autosave_seconds:
+            self.save_state()  # a mid-epoch resume point: a kill loses at most autosave_seconds
+
+    def zero_sums(self) -> tuple:
+        """The epoch's loss and correct-answer sums, kept on the device (MPS has no float64)."""
+        return (torch.zeros((), dtype=torch.float32 if self.device.type == "mps" else torch.float64, device=self.device),
+                torch.zeros((), dtype=torch.int64, device=self.device))
+
     @property
     def scored_model(self) -> torch.nn.Module:
         """The model that validation scores and checkpoints save: the weights' moving average with use_ema."""
@@ -172,7 +211,7 @@ class Trainer:
             return
         if not all(t.isfinite().all() for m in {self.model, self.scored_model} for t in m.state_dict().values()
                    if t.is_floating_point()):  # a finite loss from weights that overflowed: never a resume point
-            divergence.stop(self, "the weights became inf or nan", self.step)
+            divergence.stop(self, "the weights became inf or nan", self.step, self.step)
         checkpoints.save(self.run_dir / "last.pt", self.state_dict(), keep_previous=True)
         self.saved_at, self.saved_step = time.monotonic(), self.step
 
@@ -188,7 +227,7 @@ class Trainer:
         """inference.evaluate over this trainer's ranks. fast: in the training precision (the epochs' validation);
         otherwise fp32 (test scores)."""
         return inference.evaluate(self.model if model is None else model, data, self.num_classes,
-                                  self.about.get("classes"), bf16=fast and self.bf16, rank=self.rank,
+                                  self.about.get("classes"), autocast=self.autocast if fast else None, rank=self.rank,
                                   world=self.world, all_sum=distributed.all_sum, channels_last=self.channels_last)
 
     def save_model(self, path: str, epoch: int, logs: dict):
@@ -206,6 +245,8 @@ class Trainer:
                 "threads": torch.get_num_threads(),  # bit-exact resume needs the same count
                 "epoch_sums": [self.loss_sum.item(), self.correct.item()] if self.batch else [0.0, 0],
                 "rng": torch.get_rng_state(), "model": self.scored_model.state_dict(),
+                "device_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "live_model": self.model.state_dict() if self.averaged is not None else None,
                 "optimizer": self.optimizer.state_dict(),
                 "callbacks": {key: cb.state_dict() for key, cb in self.keyed_callbacks()}}
@@ -225,10 +266,15 @@ class Trainer:
         self.epoch, self.batch, self.step, self.lr = state["epoch"], state["batch"], state["step"], state["lr"]
         self.saved_epoch, self.saved_step = self.epoch, self.step
         self.history, self.stop_training = list(state["history"]), state["stopped"]
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if self.batch:
-            self.loss_sum = torch.tensor(state["epoch_sums"][0], dtype=torch.float64)
-            self.correct = torch.tensor(state["epoch_sums"][1], dtype=torch.int64)
+            self.loss_sum, self.correct = self.zero_sums()
+            self.loss_sum += state["epoch_sums"][0]
+            self.correct += state["epoch_sums"][1]
             torch.set_rng_state(state["rng"])
+            if self.device.type == "cuda" and state.get("device_rng") is not None:  # dropout's stream on the GPU
+                torch.cuda.set_rng_state(state["device_rng"], self.device)
         for key, cb in self.keyed_callbacks():
             cb.load_state_dict(state["callbacks"].get(key, cb.state_dict()))
 

@@ -14,5 +14,6 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("batch_loss")
         if loss is not None and not math.isfinite(loss):
-            # this step's loss came from the weights after the step before
-            divergence.stop(self.trainer, f"loss became {loss}", self.trainer.step - 1)
+            # that step's loss came from the weights after the step before
+            step = logs.get("loss_step", self.trainer.step)
+            divergence.stop(self.trainer, f"loss became {loss}", step, step - 1)
