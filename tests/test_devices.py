@@ -12,6 +12,7 @@ import torch
 import cnnlab
 from cnnlab.core import checkpoints, devices
 from cnnlab.core.errors import CnnlabError
+from cnnlab.experiments import registry
 from conftest import cnnlab as run_cli
 
 NO_CUDA = not torch.cuda.is_available()
@@ -79,6 +80,7 @@ def arrays(n=320, seed=0):
     return rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), np.arange(n) % 10
 
 
+@pytest.mark.skipif(devices.resolve("auto").type != "cpu", reason="auto is a GPU here")
 def test_device_cpu_and_auto_train_the_same_weights_and_say_so(tmp_path):
     x, y = arrays()
     runs = {d: cnnlab.train("mnist-cnn", x=x, y=y, validation_data=(x[:64], y[:64]), epochs=1, device=d,
@@ -87,6 +89,8 @@ def test_device_cpu_and_auto_train_the_same_weights_and_say_so(tmp_path):
     assert all(torch.equal(weights["cpu"][k], weights["auto"][k]) for k in weights["cpu"])
     result = json.loads((tmp_path / "cpu" / "results.json").read_text())
     assert result["device"] == "cpu" and result["precision"] in ("bf16", "fp32")
+    recorded = {r["name"]: r["device"] for r in registry.runs(tmp_path / registry.FILENAME)}
+    assert recorded == {"cpu": f"cpu {result['precision']}", "auto": f"cpu {result['precision']}"}
     # the device is not part of what a resume must match: a GPU run resumes on a CPU-only machine
     more = cnnlab.train("mnist-cnn", x=x, y=y, validation_data=(x[:64], y[:64]), epochs=2, device="cpu",
                         run_dir=tmp_path / "auto", say=lambda *_: None)

@@ -17,14 +17,12 @@ from cnnlab.core.locks import is_training
 from cnnlab.training.callbacks import Callback
 
 FILENAME = "registry.sqlite"
-COLUMNS = ["id", "name", "preset", "dataset", "status", "started", "ended", "epochs", "planned_epochs",
-           "best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss", "params", "seconds_per_epoch",
-           "message", "config", "path", "host", "pid"]
 SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, preset TEXT, dataset TEXT, status TEXT,
     started REAL, ended REAL, epochs INTEGER, planned_epochs INTEGER,
     best_val_accuracy REAL, best_val_loss REAL, test_accuracy REAL, test_loss REAL,
-    params INTEGER, seconds_per_epoch REAL, message TEXT, config TEXT, path TEXT UNIQUE, host TEXT, pid INTEGER)"""
+    params INTEGER, seconds_per_epoch REAL, message TEXT, config TEXT, path TEXT UNIQUE, host TEXT, pid INTEGER,
+    device TEXT)"""
 STATUSES = ("running", "finished", "stopped early", "interrupted", "failed", "crashed")
 
 
@@ -34,6 +32,11 @@ def connect(db: Path) -> sqlite3.Connection:
     con = sqlite3.connect(db, timeout=30)  # several trainings (a sweep, a lab) may write at once: wait, don't fail
     con.row_factory = sqlite3.Row
     con.execute(SCHEMA)
+    if "device" not in {row[1] for row in con.execute("PRAGMA table_info(runs)")}:  # a registry from before
+        try:
+            con.execute("ALTER TABLE runs ADD COLUMN device TEXT")
+        except sqlite3.OperationalError:  # another process added it first
+            pass
     return con
 
 
@@ -54,15 +57,16 @@ class Recorder:
             self.broken = True
             self.say(f"warning: run registry {self.db} not updated ({e}); training goes on")
 
-    def start(self, cfg, dataset: str, params: int):
+    def start(self, cfg, dataset: str, params: int, device: str = "cpu"):
         from cnnlab.core import config
         self._write("""INSERT INTO runs (name, preset, dataset, status, started, ended, epochs, planned_epochs,
-                params, config, path, host, pid, message) VALUES (?,?,?,'running',?,NULL,0,?,?,?,?,?,?,NULL)
+                params, config, path, host, pid, message, device)
+                VALUES (?,?,?,'running',?,NULL,0,?,?,?,?,?,?,NULL,?)
             ON CONFLICT(path) DO UPDATE SET status='running', ended=NULL, planned_epochs=excluded.planned_epochs,
                 params=excluded.params, config=excluded.config, dataset=excluded.dataset, host=excluded.host,
-                pid=excluded.pid, message=NULL""",
+                pid=excluded.pid, message=NULL, device=excluded.device""",
                     (Path(self.path).name, cfg.preset, dataset, time.time(), cfg.epochs, params,
-                     json.dumps(config.to_dict(cfg)), self.path, socket.gethostname(), os.getpid()))
+                     json.dumps(config.to_dict(cfg)), self.path, socket.gethostname(), os.getpid(), device))
 
     def fresh(self):
         """A --fresh start: the old numbers belong to a run that no longer exists."""
@@ -168,13 +172,14 @@ def scan(db: Path, folder: Path) -> int:
         with connect(db) as con:
             con.execute("""INSERT INTO runs (name, preset, dataset, status, started, ended, epochs, planned_epochs,
                     best_val_accuracy, best_val_loss, test_accuracy, test_loss, params, seconds_per_epoch, message,
-                    config, path, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)
+                    config, path, host, pid, device) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?)
                     ON CONFLICT(path) DO NOTHING""",
                         (run_dir.name, f.cfg.preset, s.data, status, marker.stat().st_mtime,
                          marker.stat().st_mtime if status != "running" else None, epochs, s.max_epochs,
                          best_accuracy, best_loss, test.get("accuracy"), test.get("loss"),
                          s.params, seconds, f"found by cnnlab runs --scan {folder}",
-                         json.dumps(config.to_dict(f.cfg)), str(run_dir), socket.gethostname()))
+                         json.dumps(config.to_dict(f.cfg)), str(run_dir), socket.gethostname(),
+                         " ".join(str((f.results or {}).get(k, "")) for k in ("device", "precision")).strip() or None))
         con.close()
         added += 1
     return added

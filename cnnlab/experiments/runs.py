@@ -153,7 +153,8 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
         divergence.clear(run_dir)
     if held:
         checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
-    recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()))
+    recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()),
+                   f"{devices.describe(trainer.device)} {trainer.precision}")
     started = time.perf_counter()
     try:
         trainer.fit()

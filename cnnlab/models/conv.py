@@ -20,7 +20,8 @@ SMALL_MAP = 9  # output positions (3x3) at or below which the GEMM path won in e
 
 class Conv2d(nn.Conv2d):
     def forward(self, x):
-        if not (self.training and torch.is_grad_enabled() and self.weight.requires_grad and self._small_map(x)):
+        if not (self.training and torch.is_grad_enabled() and self.weight.requires_grad and x.device.type == "cpu"
+                and self._small_map(x)):  # a CPU shortcut (oneDNN's kernels); GPUs take cuDNN's
             return super().forward(x)
         # The cast autocast would do, done here so the function below sees the dtypes it computes in.
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.weight.dtype
