@@ -127,3 +127,16 @@ def test_reading_every_few_steps_still_stops_at_the_first_nan_step(tmp_path):
     assert "loss became nan at epoch 1, step 9" in str(stop.value), stop.value
     assert "from epoch 1, step 7" in str(stop.value)
     assert np.isfinite(cnnlab.load_run(tmp_path / "run").evaluate("last").loss)
+
+
+@pytest.mark.parametrize("reduction, smoothing", [("mean", 0.0), ("sum", 0.0), ("mean", 0.2), ("sum", 0.1)])
+def test_the_deterministic_cross_entropy_is_f_cross_entropy(reduction, smoothing):
+    """What a CUDA run in deterministic mode computes its loss with, against F.cross_entropy: values and gradients."""
+    from cnnlab.models import inference
+    torch.manual_seed(0)
+    logits, y = torch.randn(64, 10, requires_grad=True, dtype=torch.float64), torch.randint(0, 10, (64,))
+    ours = inference.one_hot_cross_entropy(logits, y, reduction, smoothing)
+    theirs = torch.nn.functional.cross_entropy(logits, y, reduction=reduction, label_smoothing=smoothing)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    assert torch.allclose(torch.autograd.grad(ours, logits)[0], torch.autograd.grad(theirs, logits)[0], atol=1e-12)
+    assert inference.cross_entropy(logits, y, reduction, smoothing).item() == theirs.item()  # on a CPU: F's own

@@ -56,6 +56,26 @@ def logits(model: torch.nn.Module, x_uint8: torch.Tensor, autocast: torch.dtype 
         return model(to_input(x_uint8, specs.uses_conv(model) if channels_last is None else channels_last)).float()
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """F.cross_entropy; on a CUDA tensor with deterministic algorithms on (cuda's nll_loss is not deterministic)
+    one_hot_cross_entropy."""
+    if logits.is_cuda and torch.are_deterministic_algorithms_enabled():
+        return one_hot_cross_entropy(logits, y, reduction, label_smoothing)
+    return F.cross_entropy(logits, y, reduction=reduction, label_smoothing=label_smoothing)
+
+
+def one_hot_cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean",
+                          label_smoothing: float = 0.0) -> torch.Tensor:
+    """F.cross_entropy's sum written with one-hot targets and no gather or scatter: equal to rounding, and made of
+    kernels that are deterministic on every device."""
+    classes = logits.shape[1]
+    target = (y[:, None] == torch.arange(classes, device=y.device)).to(logits.dtype)
+    target = target * (1 - label_smoothing) + label_smoothing / classes
+    per_sample = -(logits.log_softmax(1) * target).sum(1)
+    return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
 @torch.inference_mode()
 def probabilities(model: torch.nn.Module, x_uint8: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
     """Class probabilities for any number of images, in fp32, in eval mode."""
@@ -74,17 +94,19 @@ def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: lis
     model.eval()
     device = data.x.device
     loss_sum = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64)  # counted on the CPU: CUDA's bincount
+    # is not among the deterministic kernels
     kept = []
     for i in range(rank * EVAL_BATCH, len(data), world * EVAL_BATCH):
         out, y = logits(model, data.x[i:i + EVAL_BATCH], autocast, channels_last), data.y[i:i + EVAL_BATCH]
-        loss_sum += F.cross_entropy(out, y, reduction="sum").double()
-        confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes * num_classes)
+        loss_sum += cross_entropy(out, y, reduction="sum").double()
+        confusion += torch.bincount((y * num_classes + out.argmax(1)).cpu(), minlength=num_classes * num_classes)
         if keep_probabilities:
             kept.append(out.softmax(1))
     if all_sum is not None:
+        confusion = confusion.to(device)  # nccl sums GPU tensors only
         all_sum(loss_sum, confusion)
-    confusion = confusion.reshape(num_classes, num_classes)
+    confusion = confusion.cpu().reshape(num_classes, num_classes)
     right, total = confusion.diagonal(), confusion.sum(1)
     n = max(len(data), 1)
     return Evaluation(loss=loss_sum.item() / n, accuracy=right.sum().item() / n,

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from cnnlab.core import checkpoints, config, devices
 from cnnlab.data.datasets import Split
@@ -105,9 +104,9 @@ class Trainer:
             logits = self.net(x).float()  # the loss is always computed in fp32
         smooth = self.cfg.label_smoothing
         if self.world > 1:  # sum over this slice / global batch, x world (DDP averages): the global mean
-            loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=smooth) * (self.world / batch_size)
+            loss = inference.cross_entropy(logits, y, "sum", smooth) * (self.world / batch_size)
         else:
-            loss = F.cross_entropy(logits, y, label_smoothing=smooth)
+            loss = inference.cross_entropy(logits, y, label_smoothing=smooth)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:  # a non-finite step is skipped on the GPU, with no wait for it here
             self.scaler.scale(loss).backward()
@@ -149,7 +148,7 @@ class Trainer:
                 # The step, then the epoch's running sums.
                 loss, logits = self.train_step(x, y, len(batch))
                 self.step, self.batch = self.step + 1, i + 1
-                self.loss_sum += loss * len(y) if self.world == 1 else F.cross_entropy(logits, y, reduction="sum")
+                self.loss_sum += loss * len(y) if self.world == 1 else inference.cross_entropy(logits, y, "sum")
                 self.correct += (logits.argmax(1) == y).sum()
                 self.unread.append(loss)
                 if len(self.unread) == self.read_every or i + 1 == steps:
@@ -225,7 +224,8 @@ class Trainer:
 
     def evaluate(self, data: Split, fast: bool = False, model=None) -> inference.Evaluation:
         """inference.evaluate over this trainer's ranks. fast: in the training precision (the epochs' validation);
-        otherwise fp32 (test scores)."""
+        otherwise fp32 (test scores). The data is moved to the trainer's device (the test set, in finish)."""
+        data = Split(data.x.to(self.device), data.y.to(self.device))
         return inference.evaluate(self.model if model is None else model, data, self.num_classes,
                                   self.about.get("classes"), autocast=self.autocast if fast else None, rank=self.rank,
                                   world=self.world, all_sum=distributed.all_sum, channels_last=self.channels_last)
