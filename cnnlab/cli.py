@@ -7,6 +7,7 @@ is the last line of defence for whatever a command lets escape.
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -310,6 +311,9 @@ def guarded(command, *args) -> int:
     1 and one line naming a saved traceback for anything else, which is cnnlab's own bug."""
     try:
         command(*args)
+    except BrokenPipeError:  # the reader went away (`cnnlab runs | head -1`): nobody is left to tell, as for SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141
     except (CnnlabError, OSError) as e:  # OSError: e.g. an unreadable folder; what was saved stays whole
         print(f"cnnlab: error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -280,3 +280,12 @@ def test_a_run_that_diverges_at_once_explains_instead_of_repeating(tmp_path):
     assert not (tmp_path / "runs" / "hot" / "last.pt").exists()  # its only save held the diverged weights
     one_line_exit_2(run_cli(*args), "hot diverged at epoch 1, step 2", "starting again would diverge there again",
                     "--set optimizer.lr=1e+37")
+
+
+def test_a_reader_that_goes_away_is_no_error():
+    """`cnnlab runs | head -1`: the pipe closes before the output ends; no error line, SIGPIPE's exit status."""
+    writer = ("import sys; from cnnlab import cli; "
+              "sys.exit(cli.guarded(lambda: [print('x' * 1000) for _ in range(1000)]))")  # beyond a pipe's buffer
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -c \"{writer}\" | head -c 10"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout == "x" * 10 and r.stderr == "" and r.returncode == 141, (r.returncode, r.stderr[-500:])

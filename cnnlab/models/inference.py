@@ -99,7 +99,7 @@ def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: lis
     kept = []
     for i in range(rank * EVAL_BATCH, len(data), world * EVAL_BATCH):
         out, y = logits(model, data.x[i:i + EVAL_BATCH], autocast, channels_last), data.y[i:i + EVAL_BATCH]
-        loss_sum += cross_entropy(out, y, reduction="sum").double()
+        loss_sum += cross_entropy(out, y, reduction="sum").to(loss_sum.dtype)
         confusion += torch.bincount((y * num_classes + out.argmax(1)).cpu(), minlength=num_classes * num_classes)
         if keep_probabilities:
             kept.append(out.softmax(1))
