@@ -19,6 +19,7 @@ from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import sources
 from cnnlab.experiments import registry, runs
+from cnnlab.models import origins, presets
 from cnnlab.reports import report
 from cnnlab.training import distributed
 
@@ -125,8 +126,15 @@ def cmd_summary(args):
 
 
 def cmd_presets(args):
+    if args.name:  # one preset's settings, each with where it comes from
+        cfg, _ = presets.resolve(args.name)
+        print(f"{args.name}: {presets.DESCRIPTIONS[args.name]}")
+        for key, value, source in origins.origins(args.name, cfg) or [("", "", "not one of the lab's networks")]:
+            print(f"  {key} = {value}: {source}" if key else f"  {source}")
+        return
     for name, text in cnnlab.presets().items():
         print(f"{name:10s} {text}")
+    print("`cnnlab presets NAME` shows where each of a lab preset's settings comes from")
 
 
 def cmd_datasets(args):
@@ -156,7 +164,7 @@ def cmd_serve(args):
 
 def preset_values(key: str) -> str:
     """A setting across the presets, for --help: 'mlp 50, mlp-deep 100, ...'."""
-    from cnnlab.models import presets
+
     return ", ".join(f"{name} {getattr(presets.preset(name), key):g}" for name in presets.PRESETS)
 
 
@@ -273,7 +281,9 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--data-dir")
     lb.set_defaults(func=cmd_lab)
 
-    sub.add_parser("presets", help="the lab's networks").set_defaults(func=cmd_presets)
+    ps = sub.add_parser("presets", help="the lab's networks, and where each setting comes from")
+    ps.add_argument("name", nargs="?", choices=list(presets.PRESETS), help="one preset's settings and their source")
+    ps.set_defaults(func=cmd_presets)
     d = sub.add_parser("datasets", help="the data sets and where each was found")
     d.add_argument("--data-dir")
     d.set_defaults(func=cmd_datasets)

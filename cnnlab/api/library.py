@@ -13,7 +13,7 @@ from cnnlab.data import datasets, formats
 from cnnlab.data.arrays import images_from_array
 from cnnlab.data.datasets import Split
 from cnnlab.data.splits import prepare_data
-from cnnlab.models import inference, specs
+from cnnlab.models import inference, origins, specs
 from cnnlab.models import presets as _presets
 from cnnlab.models.summary import Summary
 from cnnlab.reports import facts
@@ -46,7 +46,7 @@ def summary(target="mnist-cnn", input_shape=None, num_classes: int | None = None
         input_shape, num_classes = ds.input_shape, num_classes or len(ds.classes)
     shape = tuple(input_shape or datasets.BUILTIN[cfg.dataset]["shape"])
     _, rows = specs.build(cfg.layers, shape, num_classes or 10, cfg.init)
-    return Summary(cfg.preset or "custom", shape, rows)
+    return Summary(cfg.preset or "custom", shape, rows, origins.origins(cfg.preset, cfg))
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Keras' model.summary(): layers, output shapes, parameters, plus the FLOPs per image that Keras leaves out."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cnnlab.models.specs import LayerInfo
 
@@ -11,6 +11,7 @@ class Summary:
     name: str
     input_shape: tuple  # C x H x W
     rows: list[LayerInfo]
+    settings: list = field(default_factory=list)  # (setting, value, where it comes from), for the lab's presets
 
     @property
     def trainable_params(self) -> int:
@@ -45,14 +46,20 @@ class Summary:
 
         def fmt(r):
             return "".join(r[i].ljust(widths[i]) if i < 2 else r[i].rjust(widths[i]) for i in range(4))
-        return "\n".join([f"Model: {self.name} (input {h}x{w}x{c})", fmt(rows[0]), line, *map(fmt, rows[1:]),
-                          line, *self._totals()])
+        lines = [f"Model: {self.name} (input {h}x{w}x{c})", fmt(rows[0]), line, *map(fmt, rows[1:]), line,
+                 *self._totals()]
+        if self.settings:
+            lines += ["", "Settings (the lab's code, or cnnlab's choice):",
+                      *(f"  {key} = {value}: {source}" for key, value, source in self.settings)]
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{x}</th>" for x in ("Layer (type)", "Output Shape", "Param #", "FLOPs"))
         body = "".join("<tr>" + "".join(f"<td>{x}</td>" for x in r) + "</tr>" for r in self._table())
+        settings = "".join(f"<tr><td>{k}</td><td>{v}</td><td>{src}</td></tr>" for k, v, src in self.settings)
         return (f"<p><b>Model: {self.name}</b></p><table><tr>{head}</tr>{body}</table><p>"
-                + "<br>".join(self._totals()) + "</p>")
+                + "<br>".join(self._totals()) + "</p>"
+                + (f"<table><tr><th>Setting</th><th>Value</th><th>From</th></tr>{settings}</table>" if settings else ""))
 
 
 def keras_shape(s) -> str:
