@@ -120,6 +120,12 @@ class Run:
     def summary(self):
         return compare([self.path])[0]
 
+    @property
+    def verdict(self) -> facts.Verdict:
+        """Over- or underfitting, read off the curves: `label`, the `rule` in words, the `evidence` it used (with
+        its `reasons`)."""
+        return facts.gather(self.path, evaluate=False).verdict
+
     def __repr__(self):
         s = self.summary
         return f"Run({self.path}: {s.preset} on {s.data}, {s.status}, {s.epochs}/{s.max_epochs} epochs)"

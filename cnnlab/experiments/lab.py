@@ -17,12 +17,12 @@ from cnnlab.models import presets
 from cnnlab.reports import facts, report
 
 LAB = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the lab's order; the CIFAR ones need CIFAR-10
-# --quick: enough images and epochs for curves with a shape (the MLPs start to overfit), about 5 minutes on
-# 2 cores (measured: 4.x).
+# --quick: enough images and epochs for curves with a shape (the MLPs start to overfit), about 4 minutes on
+# 2 cores, so that examples/lab.ipynb's quick mode runs in CI within 5.
 QUICK = {"mlp": {"epochs": 20, "train_subset": 10000},
          "mlp-deep": {"epochs": 20, "train_subset": 10000},
          "mnist-cnn": {"epochs": 3, "train_subset": 12000},
-         "cifar-cnn": {"epochs": 8, "train_subset": 10000}}
+         "cifar-cnn": {"epochs": 6, "train_subset": 8000}}
 QUICK_TEST_SUBSET = 2000
 # What the lab's code does beyond its presets: sections 3 and 4 fit with validation_data=(test_x, test_y), so
 # their validation figures (and mnist-cnn's early stopping) are the test set's, as the lab printed them.

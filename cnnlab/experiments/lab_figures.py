@@ -54,7 +54,8 @@ def _mlp_deep(r: RunFacts) -> list:
 def _mnist_cnn(r: RunFacts) -> list:
     test = (r.results or {}).get("test") or {}
     acc, loss = test.get("accuracy"), test.get("loss")
-    return [(f"test accuracy, loss (`%3.2f`) after {len(r.history)} epochs", "0.99, 0.03",
+    n = len(r.history)
+    return [(f"test accuracy, loss (`%3.2f`) after {n} epoch{'s' * (n != 1)}", "0.99, 0.03",
              f"{_f(acc, 2)}, {_f(loss, 2)} ({_f(acc, 4)}, {_f(loss, 4)})")]
 
 
