@@ -90,6 +90,7 @@ def answers(info: dict, quick: bool, seconds: float) -> str:
         f"{' (quick mode: subsets of the training images, a few epochs; the full lab is `cnnlab lab`)' if quick else ''}.",
         "",
         "## The lab's printed figures beside this run's",
+        "",
         report.table(lab_figures.HEADER, lab_figures.side_by_side(info)),
         "",
         "As in the lab's code, sections 3 and 4 validate on the test set (`validation_data=(test_x, test_y)`) and "
