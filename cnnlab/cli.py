@@ -164,7 +164,6 @@ def cmd_serve(args):
 
 def preset_values(key: str) -> str:
     """A setting across the presets, for --help: 'mlp 50, mlp-deep 100, ...'."""
-
     return ", ".join(f"{name} {getattr(presets.preset(name), key):g}" for name in presets.PRESETS)
 
 
