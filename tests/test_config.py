@@ -71,7 +71,7 @@ def test_infinite_values_refused():
 def test_validate_refuses(key, value, message):
     """presets.resolve: the one check of a config (keys, types, ranges, data set names) before anything loads."""
     with pytest.raises(CnnlabError, match=message):
-        presets.resolve("mlp", {key: value})
+        presets.resolve("cifar-cnn", {key: value})  # its checkpoint keeps the best: its monitor counts
 
 
 def test_validation_metrics_vanish_without_a_validation_set():

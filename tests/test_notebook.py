@@ -19,8 +19,8 @@ print(data.input_shape, len(data.train), len(data.test))""",
         self.epochs.append((epoch, round(logs["val_accuracy"], 4)))
 
 recorder = EpochRecorder()
-run = cnnlab.train("mnist-cnn", epochs=1, train_subset=1500, test_subset=300, run_dir="runs/notebook",
-                   callbacks=[recorder])""",
+run = cnnlab.train("mnist-cnn", epochs=1, train_subset=1500, test_subset=300, init="he_uniform",
+                   run_dir="runs/notebook", callbacks=[recorder])""",
     """print(json.dumps({"recorded": recorder.epochs, "history": run.history["val_accuracy"]}))""",
     """ev = run.evaluate()
 print(json.dumps({"accuracy": ev.accuracy, "loss": ev.loss}))""",
