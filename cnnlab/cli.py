@@ -26,8 +26,9 @@ from cnnlab.training import distributed
 
 def overrides(args) -> dict:
     """The model options as config keys, in the order they apply: the flags, then each --set."""
-    flags = {key: getattr(args, key) for key in ("dataset", "data", "epochs", "batch_size", "seed", "val_split",
-                                                  "validate_on", "precision", "device")}
+    flags = {key: getattr(args, key) for key in ("dataset", "data", "image_size", "crop_to_aspect_ratio", "color_mode",
+                                                  "test_split", "class_weight", "epochs", "batch_size", "seed",
+                                                  "val_split", "validate_on", "precision", "device")}
     return {k: v for k, v in flags.items() if v is not None} | dict(config.parse_set(i) for i in args.set or [])
 
 
@@ -180,7 +181,19 @@ def parser() -> argparse.ArgumentParser:
     def model_args(sp):
         sp.add_argument("target", help="a preset (see `cnnlab presets`) or a config .toml file")
         sp.add_argument("--dataset", help="mnist, fashion-mnist or cifar10")
-        sp.add_argument("--data", help="folder/.tar.gz/.zip with train/<class>/ and test/<class>/, or a CIFAR tarball")
+        sp.add_argument("--data", help="your pictures: a folder, .zip or .tar.gz of class folders (<class>/..., or "
+                        "train/<class>/ and test/<class>/), or with a labels.csv of path,label")
+        sp.add_argument("--image-size", type=int, nargs="+", metavar="PIXELS",
+                        help="the size the model sees a picture folder's pictures at: SIDE or HEIGHT WIDTH "
+                             "(default: the one size they all share)")
+        sp.add_argument("--crop-to-aspect-ratio", action="store_true", default=None,
+                        help="centre-crop each picture to --image-size's aspect ratio instead of stretching it")
+        sp.add_argument("--color-mode", choices=["auto", "grayscale", "rgb"],
+                        help="a picture folder's colours (default auto: grayscale only if every picture is)")
+        sp.add_argument("--test-split", type=float, help="class folders without a test/ folder: each class's "
+                        "share held out as the test set (default 0.2)")
+        sp.add_argument("--class-weight", choices=["auto"], help="auto: weight each class's images by its inverse "
+                        "frequency in the loss (a mapping: --set 'class_weight={cat = 2.0}')")
         sp.add_argument("--epochs", type=int, help=f"epochs to train; more than a finished run's extends it "
                         f"(default: the preset's: {preset_values('epochs')})")
         sp.add_argument("--batch-size", type=int, help=f"images per step (default: the preset's: "

@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from cnnlab.core import checkpoints, config
-from cnnlab.data import formats
+from cnnlab.data import pictures
 from cnnlab.models import presets, specs
 from cnnlab.serving import predict
 
@@ -234,7 +234,7 @@ def measure(model_path: Path, max_batch: int, requests: int, clients: int, loads
         for load_clients, load_requests in loads:
             load_test(port, body, load_clients, load_requests)
         if in_process:
-            bench_in_process(model_path, formats.decode_image(body, "png"), requests // 4)
+            bench_in_process(model_path, pictures.decode(body, "png"), requests // 4)
             show_refusals(port)
     finally:
         proc.terminate()

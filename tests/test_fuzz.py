@@ -23,7 +23,7 @@ from PIL import Image
 
 from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import formats
+from cnnlab.data import folders, formats
 from cnnlab.models import specs
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name")
@@ -128,11 +128,11 @@ def test_image_zip(entries):
     with zipfile.ZipFile(path, "w") as z:
         for name, blob in entries:
             z.writestr(name or "empty", blob)
-    out = clean_error_or_arrays(formats.read_image_folder, path)
+    out = clean_error_or_arrays(folders.read, path, folders.PictureOptions(image_size=(8, 8)))
     if out is not None:
-        (trx, try_), (tex, tey), classes = out
-        assert trx.dtype == np.uint8 and trx.ndim == 4 and trx.shape[1] in (1, 3) and trx.shape[1:] == tex.shape[1:]
-        assert len(trx) == len(try_) and try_.max() < len(classes)
+        for x, y in out.arrays.values():
+            assert x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] in ((1, 8, 8), (3, 8, 8))
+            assert len(x) == len(y) and (len(y) == 0 or y.max() < len(out.classes))
 
 
 # ---- configs and model specs ----

@@ -48,6 +48,9 @@ def test_one_run_report(runs, tmp_path):
     assert "#### Confusion matrix" in md and "| true \\ predicted | 0 | 1 |" in md
     for section in ("#### Per-class accuracy", "#### Most confused pairs", "#### Misclassified test images"):
         assert section in md
+    counts = re.findall(r"\n\| (\d) \| (\d+) \| (\d+) \| 0\.\d{4} \|", md)  # class, training, test images
+    assert "| Class | Training images | Test images | Accuracy |" in md and len(counts) == 10
+    assert sum(int(train) for _, train, _ in counts) == 2000 and sum(int(test) for _, _, test in counts) == 500
     images = re.findall(r"\]\((report_images/[^)]+\.png)\)", md)
     assert len(images) == 3 and all((tmp_path / i).stat().st_size > 1000 for i in images)  # curves, matrix, errors
     assert page.count('src="data:image/png;base64,') == 3

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import datasets, formats
+from cnnlab.data import datasets, pictures
 from cnnlab.serving import predict, serve
 from conftest import ROOT, cnnlab
 
@@ -106,7 +106,7 @@ def test_predict_answers_as_predict_classify_does(served):
     for i in range(10):
         blob = png_bytes(test.x[i, 0].numpy())
         status, _, answer = call(port, "POST", "/predict", blob)
-        expected = predict.classify(model, about, [formats.decode_image(blob, "png")], 5)[0]
+        expected = predict.classify(model, about, [pictures.decode(blob, "png")], 5)[0]
         assert status == 200 and len(answer["top"]) == 5
         assert [t["class"] for t in answer["top"]] == [c for c, _ in expected]
         assert [t["probability"] for t in answer["top"]] == pytest.approx([p for _, p in expected], abs=1e-6)
@@ -191,7 +191,7 @@ def test_what_is_not_a_readable_image_gets_a_json_error(served, body, status, wo
     assert words in answer["error"] and "\n" not in answer["error"] and "Traceback" not in answer["error"]
 
 
-@pytest.mark.parametrize("side, words", [(20000, "too many pixels"), (8000, "8000x8000 pixels is too large")])
+@pytest.mark.parametrize("side, words", [(20000, "too many pixels"), (9000, "9000x9000 pixels is too large")])
 def test_png_bombs_are_refused_before_decoding(served, side, words):
     bomb = png_bomb(side)
     assert len(bomb) < serve.MAX_UPLOAD_BYTES  # within the byte limit: only the pixel count gives it away

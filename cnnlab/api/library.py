@@ -1,6 +1,6 @@
 """The public functions that do not need a run: presets, summary, load_dataset, load_model, report, compare."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +9,11 @@ from PIL import Image
 
 from cnnlab.core import config, paths
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import datasets, formats
+from cnnlab.data import datasets
 from cnnlab.data.arrays import images_from_array
 from cnnlab.data.datasets import Split
-from cnnlab.data.splits import prepare_data
-from cnnlab.models import inference, origins, specs
+from cnnlab.data.splits import picture_options, prepare_data
+from cnnlab.models import inference, origins
 from cnnlab.models import presets as _presets
 from cnnlab.models.summary import Summary
 from cnnlab.reports import facts
@@ -42,10 +42,12 @@ def summary(target="mnist-cnn", input_shape=None, num_classes: int | None = None
     if about:
         input_shape, num_classes = input_shape or about["input_shape"], num_classes or len(about["classes"])
     elif input_shape is None and cfg.data:  # a user's images: their own size, channels and classes
-        ds = datasets.load(data=cfg.data, data_dir=data_dir)
+        ds = datasets.load(data=cfg.data, data_dir=data_dir, pictures=picture_options(cfg))
         input_shape, num_classes = ds.input_shape, num_classes or len(ds.classes)
+    elif input_shape is None and cfg.image_size:  # the preset at the size a user's pictures will have
+        input_shape = (datasets.BUILTIN[cfg.dataset]["shape"][0], *cfg.image_size)
     shape = tuple(input_shape or datasets.BUILTIN[cfg.dataset]["shape"])
-    _, rows = specs.build(cfg.layers, shape, num_classes or 10, cfg.init)
+    _, rows = _presets.build_model(cfg, shape, num_classes or 10)
     return Summary(cfg.preset or "custom", shape, rows, origins.origins(cfg.preset, cfg))
 
 
@@ -60,6 +62,7 @@ class Data:
     train: Split
     validation: Split | None
     test: Split
+    skipped: list = field(default_factory=list)  # a picture folder's unreadable pictures: [name, reason]
 
     def __repr__(self):
         n = len(self.validation) if self.validation is not None else 0
@@ -68,13 +71,14 @@ class Data:
 
 
 def load_dataset(name_or_path="mnist", *, data_dir=None, **settings) -> Data:
-    """A built-in data set by name (mnist, fashion-mnist, cifar10) or a path (image folder, archive, CIFAR
+    """A built-in data set by name (mnist, fashion-mnist, cifar10) or a path (picture folder or archive, CIFAR
     tarball, IDX folder, .npz), through the same source chain and checks as `cnnlab train`, split as a run with
-    these settings would be (val_split, validate_on, seed, train_subset, test_subset)."""
+    these settings would be (val_split, validate_on, seed, train_subset, test_subset; a picture folder's
+    image_size, crop_to_aspect_ratio, color_mode, test_split, strict)."""
     where = {"data": str(name_or_path)} if Path(str(name_or_path)).exists() else {"dataset": name_or_path}
     cfg, _ = resolve(config.Config(), where | settings, data_dir)
     ds, train, val = prepare_data(cfg, data_dir)
-    return Data(ds.name, ds.classes, ds.input_shape, ds.source, ds.verified, train, val, ds.test)
+    return Data(ds.name, ds.classes, ds.input_shape, ds.source, ds.verified, train, val, ds.test, ds.skipped)
 
 
 @dataclass
@@ -135,9 +139,9 @@ class Model:
             return x
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
-        pictures = [img if isinstance(img, Image.Image) else formats.decode_image(_read(Path(img)), str(img))
-                    for img in images]
-        return torch.stack([_predict.prepare(img, self.input_shape) for img in pictures])
+        crop = self.about.get("crop_to_aspect_ratio", False)
+        return torch.stack([_predict.prepare(img if isinstance(img, Image.Image) else _read(Path(img)),
+                                             self.input_shape, crop, str(img)) for img in images])
 
     def __repr__(self):
         return f"Model({self.path}: {len(self.classes)} classes, input {self.input_shape})"

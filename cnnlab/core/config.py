@@ -82,7 +82,21 @@ class Config:
     layers: list = field(default_factory=list)  # model spec, see cnnlab.models
     init: str = "glorot_uniform"  # kernel initializer: glorot_uniform (Keras' default) | he_uniform
     dataset: str = "mnist"  # mnist | fashion-mnist | cifar10; ignored when `data` is set
-    data: str = ""  # a folder, .tar.gz or .zip with train/<class>/ and test/<class>/ (or a CIFAR tarball)
+    # A picture folder, .zip or .tar(.gz): train/<class>/ + test/<class>/, class folders alone, or a labels.csv
+    # of path,label (data/folders.py); or four IDX files, a CIFAR tarball, a Keras-style .npz.
+    data: str = ""
+    # A picture folder's pictures, as the model sees them. image_size: [height, width] (an integer for a
+    # square); empty keeps the one size every picture shares. crop_to_aspect_ratio: centre-crop each picture to
+    # that aspect ratio before resizing instead of stretching it. color_mode: auto (grayscale only if every
+    # picture is) | grayscale | rgb.
+    image_size: list = field(default_factory=list)
+    crop_to_aspect_ratio: bool = False
+    color_mode: str = "auto"
+    test_split: float = 0.2  # class folders or a labels file: each class's share held out as the test set
+    strict: bool = False  # refuse a picture folder with an unreadable picture instead of skipping it
+    # Keras' class_weight: each training image's loss weighted by its class. "" (equal), "auto" (inverse
+    # frequency, scaled so the weights average 1 over the training images) or {class name or index = weight}.
+    class_weight: str | dict = ""
     epochs: int = 5
     batch_size: int = 32
     seed: int = 0
@@ -115,6 +129,7 @@ class Config:
 
 
 CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on": ("val", "test"),
+           "color_mode": ("auto", "grayscale", "rgb"),
            "precision": ("auto", "bf16", "fp16", "fp32"), "lr_schedule": ("constant", "onecycle"),
            "init": ("glorot_uniform", "he_uniform"),
            "checkpoint.mode": ("auto", "min", "max"), "early_stopping.mode": ("auto", "min", "max"),
@@ -162,6 +177,10 @@ def unknown_key(key: str, cfg: Config) -> str:
 
 
 def _check(key, typ, value):
+    if key == "image_size":
+        return _image_size(value)
+    if key == "class_weight":
+        return _class_weight(value)
     bad = CnnlabError(f"{key} must be {getattr(typ, '__name__', typ)}, got {value!r}")
     if typ in (float, float | None):
         if value is None and typ is not float:
@@ -171,7 +190,7 @@ def _check(key, typ, value):
         value = float(value)
         if value < 0 or (key in POSITIVE and value == 0):
             raise CnnlabError(f"{key} must be {'> 0' if key in POSITIVE else '>= 0'}, got {value}")
-        if key == "val_split" and not value < 1:
+        if key in ("val_split", "test_split") and not value < 1:
             raise CnnlabError(f"{key} must be below 1, got {value}")
         return value
     if typ is int:
@@ -195,7 +214,32 @@ def _check(key, typ, value):
     raise bad
 
 
-RUN_FILES = {"last.pt", "last.pt.prev", "config.toml", "metrics.csv", "results.json", "curves.png", ".lock"}
+def _image_size(value) -> list:
+    """[height, width] from an integer (a square), [side] or [height, width]; [] for a folder's own size."""
+    sides = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if value in (0, [], ()):
+        return []
+    if (not isinstance(sides, (list, tuple)) or len(sides) not in (1, 2)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 4096 for v in sides)):
+        raise CnnlabError(f"image_size must be a side or [height, width] of 8 to 4096 pixels, got {value!r}")
+    return [sides[0], sides[-1]]
+
+
+def _class_weight(value):
+    if value in ("", "auto"):
+        return value
+    if not isinstance(value, dict) or not value:
+        raise CnnlabError(f'class_weight must be "auto" or a table of class = weight, got {value!r}')
+    out = {}
+    for k, w in value.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 0):
+            raise CnnlabError(f"class_weight[{k!r}] must be a weight of 0 or more, got {w!r}")
+        out[str(k)] = float(w)
+    return out
+
+
+RUN_FILES = {"last.pt", "last.pt.prev", "config.toml", "metrics.csv", "results.json", "curves.png", "skipped.txt",
+             ".lock"}
 
 
 def validate(cfg: Config):

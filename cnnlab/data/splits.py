@@ -10,6 +10,8 @@ from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets
 from cnnlab.data.datasets import Split
+from cnnlab.data.folders import PictureOptions
+from cnnlab.data.stratify import stratified_split
 
 
 def prepare_data(cfg: config.Config, data_dir: str | None = None, digest: str = ""):
@@ -19,7 +21,10 @@ def prepare_data(cfg: config.Config, data_dir: str | None = None, digest: str = 
     if data and digest and not Path(data).exists():
         search = [d for d in (data_dir, os.environ.get("CNNLAB_DATA"), ".") if d]
         data = str(datasets.find_moved(Path(data), digest, search) or data)
-    ds = datasets.load(cfg.dataset, data or None, data_dir)
+    ds = datasets.load(cfg.dataset, data or None, data_dir, picture_options(cfg))
+    if cfg.image_size and not ds.layout:
+        raise CnnlabError(f"image_size resizes a picture folder's pictures (--data FOLDER); {ds.name}'s images are "
+                          f"{'x'.join(map(str, ds.input_shape[1:]))} arrays: drop image_size")
     if data != cfg.data:
         ds.source += f" (moved from {cfg.data}: found by its digest)"
     if cfg.test_subset:
@@ -27,6 +32,8 @@ def prepare_data(cfg: config.Config, data_dir: str | None = None, digest: str = 
     everything = torch.arange(len(ds.train))
     if cfg.validate_on == "test":
         return ds, _sample(ds.train, everything, cfg.train_subset, cfg.seed), ds.test
+    if ds.val is not None:  # the folder's own val/ or validation/ pictures
+        return ds, _sample(ds.train, everything, cfg.train_subset, cfg.seed), ds.val
     if cfg.val_split == 0:
         return ds, _sample(ds.train, everything, cfg.train_subset, cfg.seed), None
     train_idx, val_idx = stratified_split(ds.train.y, cfg.val_split, cfg.seed)
@@ -38,23 +45,14 @@ def prepare_data(cfg: config.Config, data_dir: str | None = None, digest: str = 
     return ds, _sample(ds.train, train_idx, cfg.train_subset, cfg.seed), _sample(ds.train, val_idx, val_n, cfg.seed)
 
 
+def picture_options(cfg: config.Config) -> PictureOptions:
+    """How a picture folder is read: sizes, colour, the test hold-out and the skip rule, from the run's config."""
+    return PictureOptions(tuple(cfg.image_size), cfg.crop_to_aspect_ratio, cfg.color_mode, cfg.test_split, cfg.seed,
+                          cfg.strict)
+
+
 def _sample(split: Split, idx: torch.Tensor, n: int, seed: int) -> Split:
     """The images at `idx`, or a seeded random `n` of them (folders are sorted by class: never take the first n)."""
     if 0 < n < len(idx):
         idx = torch.sort(idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]]).values
     return Split(split.x[idx], split.y[idx])
-
-
-def stratified_split(y: torch.Tensor, fraction: float, seed: int):
-    """Indices (train, val): `fraction` of every class held out, chosen by a seeded permutation."""
-    if len(y) == 0:
-        return y.new_zeros(0), y.new_zeros(0)
-    g = torch.Generator().manual_seed(seed)
-    train_idx, val_idx = [], []
-    for c in torch.unique(y):
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        k = int(round(len(idx) * fraction))
-        val_idx.append(idx[:k])
-        train_idx.append(idx[k:])
-    return torch.sort(torch.cat(train_idx)).values, torch.sort(torch.cat(val_idx)).values

@@ -18,7 +18,7 @@ from cnnlab.core.locks import lock
 from cnnlab.data import datasets
 from cnnlab.data.splits import prepare_data
 from cnnlab.experiments import registry
-from cnnlab.models import inference, specs
+from cnnlab.models import inference, presets, specs
 from cnnlab.reports import plots
 from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import (
@@ -88,6 +88,20 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
             held.close()
 
 
+def pictures_found(ds) -> str:
+    """One line on what a picture folder held: its layout, the class counts, what was ignored and skipped."""
+    counts = torch.bincount(torch.cat([s.y for s in (ds.train, ds.val, ds.test) if s is not None]),
+                            minlength=len(ds.classes)).tolist()
+    per_class = ", ".join(f"{c} {n:,}" for c, n in zip(ds.classes, counts)) if len(counts) <= 12 else \
+        f"{min(counts):,} to {max(counts):,} per class"
+    line = f"pictures: {sum(counts):,} in {len(ds.classes)} classes ({per_class}), {ds.layout}"
+    if ds.ignored:
+        line += f"; {ds.ignored:,} hidden or non-picture file(s) ignored"
+    if ds.skipped:
+        line += f"; {len(ds.skipped):,} unreadable picture(s) skipped, listed in skipped.txt (strict = true refuses them)"
+    return line
+
+
 def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks, held):
     state = None
     if not fresh:
@@ -126,14 +140,19 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
         mb = datasets.folder_bytes(ds.cached_to) / 1e6
         say(f"decoded {ds.name} once and cached the arrays ({mb:.1f} MB) in {ds.cached_to}; `cnnlab cache` shows "
             f"the cache, `cnnlab cache --clear` frees it")
+    if ds.layout:
+        say(pictures_found(ds))
     if cfg.validate_on == "test":
         say(f"warning: validating on the {OPTIMISTIC}")
     torch.manual_seed(cfg.seed)
-    model, _ = specs.build(cfg.layers, ds.input_shape, len(ds.classes), cfg.init)
+    model, _ = presets.build_model(cfg, ds.input_shape, len(ds.classes))
     specs.fit_whitening(model, train.x)  # a no-op without a whiten layer; a resume then loads the saved one
-    about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name}
+    about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name,
+             # per class, for the report's table beside per-class accuracy (and class_weight's reasons)
+             "train_counts": torch.bincount(train.y, minlength=len(ds.classes)).tolist()}
     if cfg.data:  # what lets evaluate and report find the data again if it moves
         about["data_digest"] = datasets.fingerprint(cfg.data)
+        about["crop_to_aspect_ratio"] = cfg.crop_to_aspect_ratio  # predict and serve prepare pictures the same way
     recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say,
                                  enabled=distributed.is_main())
     callbacks = make_callbacks(cfg, run_dir) + [registry.RecordEpochs(recorder), *extra_callbacks]
@@ -153,6 +172,9 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
         divergence.clear(run_dir)
     if held:
         checkpoints.atomic_write(run_dir / "config.toml", config.to_toml(cfg).encode())
+        if ds.skipped:
+            text = "".join(f"{name}\t{why}\n" for name, why in ds.skipped)
+            checkpoints.atomic_write(run_dir / "skipped.txt", text.encode())
     recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()),
                    f"{devices.describe(trainer.device)} {trainer.precision}")
     started = time.perf_counter()

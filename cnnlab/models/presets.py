@@ -6,7 +6,8 @@ from pathlib import Path
 from cnnlab.core import devices, paths
 from cnnlab.core.config import Config, from_dict, load_toml, set_value, validate
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data.sources import canonical_name, jpeg_copy
+from cnnlab.data.sources import BUILTIN, canonical_name, jpeg_copy
+from cnnlab.models import specs
 
 
 def conv(filters, kernel, padding="same"):
@@ -102,6 +103,21 @@ PRESETS["cifar-fast"] = {
     "checkpoint": {"save_best_only": False},  # the schedule's last weights are the model: no best to pick
 }
 
+# Not from the lab: for a user's own pictures, at any size from 32 to 224 pixels. Residual blocks (He et al.
+# 2016) keep a deeper net trainable, each stride-2 block halves the map, and global average pooling makes the
+# classifier the same 256 x classes whatever the picture's size: the lab's Flatten + Dense grows with it.
+PRESETS["small-cnn"] = {
+    "dataset": "cifar10", "epochs": 20, "batch_size": 64, "init": "he_uniform",
+    "layers": [{"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "bias": False}, BATCHNORM,
+               {"type": "activation", "name": "relu"},
+               {"type": "residual", "filters": 32}, {"type": "residual", "filters": 64, "stride": 2},
+               {"type": "residual", "filters": 128, "stride": 2}, {"type": "residual", "filters": 256, "stride": 2},
+               {"type": "global_avgpool"}, dropout(0.2), LOGITS],
+    "optimizer": {"name": "adam", "lr": 2e-3},
+    "augment": {"flip": True, "translate": 2},
+    "early_stopping": {"enabled": True, "monitor": "val_loss", "patience": 5, "restore_best_weights": True},
+}
+
 DESCRIPTIONS = {
     "mlp": "3072-1024-10 dense net, SGD 0.01 (Keras' SGD(): no momentum), batch 128, 50 epochs (CIFAR-10)",
     "mlp-deep": "3072-1024-512-256-10 dense net, Adam 1e-3, batch 128, 100 epochs (CIFAR-10)",
@@ -111,6 +127,8 @@ DESCRIPTIONS = {
                  "early stopping patience 10 with best weights restored, 20% validation (CIFAR-10)",
     "cifar-fast": "whitening + conv groups 64/256/256, SGD nesterov one-cycle 0.4, weight EMA 0.98, label "
                   "smoothing 0.2, flip/translate/blur, flip TTA, batch 512, 18 epochs (CIFAR-10, all 50k train)",
+    "small-cnn": "for your own pictures at 32-224 px: conv 32 + residual blocks 32/64/128/256 + global average "
+                 "pooling, Adam 2e-3, flip/translate, early stopping patience 5 (use with --data FOLDER --image-size)",
 }
 
 
@@ -159,3 +177,25 @@ def run_name(cfg: Config, stem: str) -> str:
     if cfg.preset in PRESETS and cfg.dataset != PRESETS[cfg.preset]["dataset"]:
         return f"{stem}-{cfg.dataset}"
     return stem
+
+
+BUILTIN_SHAPES = {name: spec["shape"] for name, spec in BUILTIN.items()}
+MAX_PRESET_PARAMS = 50_000_000  # mlp at 224x224 would be 154M: a dense net's first layer grows with the picture
+
+
+def build_model(cfg: Config, input_shape: tuple, num_classes: int):
+    """specs.build, saying what to use instead when a preset's network does not fit the pictures' size."""
+    native = BUILTIN_SHAPES.get(PRESETS.get(cfg.preset, {}).get("dataset"))
+    resized = native is not None and tuple(input_shape[1:]) != native[1:]
+    hint = (f"; {cfg.preset} was made for {native[1]}x{native[2]} pictures: use --image-size {native[1]}, or the "
+            f"small-cnn preset (global average pooling: the same 1.2M parameters at any size from 32 to 224)"
+            if resized else "")
+    try:
+        model, infos = specs.build(cfg.layers, tuple(input_shape), num_classes, cfg.init)
+    except CnnlabError as e:
+        raise CnnlabError(f"{e}{hint}") from None
+    params = sum(i.params for i in infos)
+    if resized and params > MAX_PRESET_PARAMS:
+        raise CnnlabError(f"{cfg.preset} at {input_shape[1]}x{input_shape[2]} would have {params:,} parameters, "
+                          f"most in the Dense after its Flatten{hint}")
+    return model, infos

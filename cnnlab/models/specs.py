@@ -12,6 +12,8 @@ He-uniform, Keras' kernel_initializer="he_uniform"), zero biases, BatchNorm with
     {type = "conv2d", filters = 64, kernel = 3, padding = "same", bias = false}   (no bias: a BatchNorm follows)
     {type = "whiten", kernel = 2}   a frozen conv whose filters whiten the training images' kxk patches
     {type = "flip_tta"}   first layer only: at evaluation, average the logits of each image and its mirror
+    {type = "residual", filters = 64, stride = 2}   two 3x3 convs + BatchNorm and a shortcut (blocks.py)
+    {type = "global_avgpool"}   each channel's mean over the picture: a classifier for any picture size
 """
 
 import math
@@ -22,6 +24,7 @@ from torch import nn
 
 from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
+from cnnlab.models import blocks
 from cnnlab.models.conv import Conv2d
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "gelu": nn.GELU,
@@ -32,6 +35,7 @@ LAYER_KEYS = {
     "maxpool": {"size", "stride"}, "avgpool": {"size", "stride"},
     "batchnorm": {"momentum"}, "dropout": {"rate"}, "flatten": set(),
     "dense": {"units", "activation"}, "activation": {"name"},
+    "residual": {"filters", "stride"}, "global_avgpool": set(),
 }
 
 
@@ -89,7 +93,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
         where = f"layer {i + 1} ({kind})"
         if kind == "flip_tta":
             raise CnnlabError(f"{where}: flip_tta must be the first layer (it wraps the whole network)")
-        if kind in ("conv2d", "maxpool", "avgpool", "whiten") and len(shape) != 3:
+        if kind in ("conv2d", "maxpool", "avgpool", "whiten", "residual", "global_avgpool") and len(shape) != 3:
             raise CnnlabError(f"{where} needs an image input but gets a flat vector of {shape[0]}")
         new, flops, act = [], 0, None
         if kind == "conv2d":
@@ -135,6 +139,16 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
                 raise CnnlabError(f"{where}: pool size {p} needs at least {p}x{p} input, gets {h}x{w}")
             new = [(nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(p, s)]
             shape = (c, (h - p) // s + 1, (w - p) // s + 1)
+        elif kind == "residual":
+            c, h, w = shape
+            f, s = _int(layer, "filters"), _int(layer, "stride", 1)
+            changes = s != 1 or c != f
+            total = _count(total, 9 * c * f + 9 * f * f + changes * c * f, where)
+            oh, ow = -(-h // s), -(-w // s)  # 3x3 convs padded by 1: ceil(input / stride)
+            new, shape = [blocks.Residual(c, f, s)], (f, oh, ow)
+            flops = 2 * oh * ow * (9 * c * f + 9 * f * f + changes * c * f)
+        elif kind == "global_avgpool":
+            new, shape = [blocks.GlobalAveragePooling()], (shape[0],)
         elif kind == "batchnorm":
             bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
             momentum = layer.get("momentum", 0.99)  # Keras' meaning: the weight of the old moving average

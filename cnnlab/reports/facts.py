@@ -76,6 +76,7 @@ class RunFacts:
     verdict: Verdict
     summary: RunSummary
     hyperparameters: list
+    train_counts: list = field(default_factory=list)  # training images per class, as the run recorded them
     slug: str = field(default="")  # the report's name for its figures
 
 
@@ -237,7 +238,8 @@ def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> RunFa
         final_test["accuracy"] if final_test else (test.accuracy if test else None),
         "results.json" if final_test else (f"{test.checkpoint} epoch {test.epoch}" if test else None), label)
     return RunFacts(run_dir, cfg, history, results, test, notes, classes, stopped, Verdict(label, rule, evidence),
-                    summary, hyperparameters(cfg, len(classes) or "classes", params, flops))
+                    summary, hyperparameters(cfg, len(classes) or "classes", params, flops),
+                    about.get("train_counts", []))
 
 
 def run_summary(run_dir, data_dir: str | None = None) -> RunSummary:

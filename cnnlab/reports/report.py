@@ -110,9 +110,11 @@ def run_section(r: RunFacts, img_dir: Path) -> str:
         out.append(table(["true \\ predicted", *classes], [[c, *row] for c, row in zip(classes, cm)]))
     def worst(i):
         return max((j for j in range(k) if j != i), key=lambda j: cm[i][j])
-    out += ["#### Per-class accuracy", table(["Class", "Test images", "Accuracy", "Most often mistaken for"], [
-        [c, sum(cm[i]), f"{cm[i][i] / max(sum(cm[i]), 1):.4f}", classes[worst(i)] if sum(cm[i]) > cm[i][i] else "—"]
-        for i, c in enumerate(classes)])]
+    trained = r.train_counts if len(r.train_counts) == k else None  # a class seen rarely is often missed
+    out += ["#### Per-class accuracy", table(
+        ["Class", *(["Training images"] if trained else []), "Test images", "Accuracy", "Most often mistaken for"], [
+            [c, *([trained[i]] if trained else []), sum(cm[i]), f"{cm[i][i] / max(sum(cm[i]), 1):.4f}",
+             classes[worst(i)] if sum(cm[i]) > cm[i][i] else "—"] for i, c in enumerate(classes)])]
     pairs = sorted(((cm[i][j], i, j) for i in range(k) for j in range(k) if i != j and cm[i][j]), reverse=True)
     out += ["#### Most confused pairs", table(["True", "Predicted as", "Images", "Share of the true class"], [
         [classes[i], classes[j], n, f"{n / sum(cm[i]):.1%}"] for n, i, j in pairs[:PAIRS_SHOWN]]) if pairs else

@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab.core import checkpoints, config
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import datasets
+from cnnlab.data import datasets, splits
 from cnnlab.models import inference
 from cnnlab.serving import predict
 
@@ -116,7 +116,7 @@ def _test_images(model_path: Path, about: dict, data_dir, n: int, say) -> tuple:
     try:
         if run_config.is_file():
             cfg = config.from_dict(config.load_toml(str(run_config)))
-            ds = datasets.load(cfg.dataset, cfg.data or None, data_dir)
+            ds = datasets.load(cfg.dataset, cfg.data or None, data_dir, splits.picture_options(cfg))
         elif about.get("dataset", "") in datasets.BUILTIN:
             ds = datasets.load(about["dataset"], data_dir=data_dir)
         else:

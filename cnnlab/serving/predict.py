@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from cnnlab.core import checkpoints, paths
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import formats
+from cnnlab.data import pictures
 from cnnlab.models import inference, specs
 
-SUFFIXES = formats.IMAGE_SUFFIXES | {".gif", ".webp", ".tif", ".tiff"}
+SUFFIXES = pictures.SUFFIXES
 
 
 def load_model(path: Path):
@@ -40,19 +40,17 @@ def load_model_and_config(path: Path):
     return model.eval(), about, state.get("config") or {}
 
 
-def prepare(img: Image.Image, input_shape) -> torch.Tensor:
-    """Any picture -> uint8 C x H x W as the model saw in training: channels, size (formats.resize, as the
-    image-folder loader resizes), and for single-channel models the MNIST convention of a light digit on a dark
-    ground."""
+def prepare(picture, input_shape, crop: bool = False, name: str = "image") -> torch.Tensor:
+    """A picture (a file's bytes, or a PIL image) -> uint8 C x H x W as the model saw in training: a file goes
+    through the very function that decoded the training folder (pictures.prepare: orientation, colour, size,
+    crop); for single-channel models, the MNIST convention of a light digit on a dark ground."""
     channels, height, width = input_shape
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        ground = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent parts read as white paper
-        img = Image.alpha_composite(ground, img.convert("RGBA"))
-    img = img.convert("L" if channels == 1 else "RGB")
-    img = formats.resize(img, (width, height))
-    x = torch.from_numpy(np.array(img, dtype=np.uint8))
-    x = x[None] if channels == 1 else x.permute(2, 0, 1)
+    if isinstance(picture, (bytes, bytearray)):
+        x = pictures.prepare(bytes(picture), name, (width, height), channels, crop)
+    else:
+        img = ImageOps.exif_transpose(picture)
+        x = pictures.as_array(pictures.fit(pictures.to_mode(img, channels), (width, height), crop), channels)
+    x = torch.from_numpy(np.ascontiguousarray(x))
     if channels == 1 and _border_mean(x) > 127:  # dark ink on light paper: invert to MNIST's white-on-black
         x = 255 - x
     return x.contiguous()
@@ -65,8 +63,9 @@ def _border_mean(x: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def classify(model, about: dict, images: list, k: int = 3) -> list:
-    """Top-k (class, probability) lists for a batch of PIL images."""
-    x = torch.stack([prepare(img, about["input_shape"]) for img in images])
+    """Top-k (class, probability) lists for a batch of pictures (PIL images or files' bytes)."""
+    crop = about.get("crop_to_aspect_ratio", False)
+    x = torch.stack([prepare(img, about["input_shape"], crop) for img in images])
     return ranked(inference.probabilities(model, x), about["classes"], k)
 
 
@@ -86,7 +85,9 @@ def classify_files(model, about: dict, files: list, k: int = 3) -> list:
     results = []
     for f in files:
         try:
-            top = classify(model, about, [formats.decode_image(paths.read_bytes(f, "image"), str(f))], k)[0]
+            x = prepare(paths.read_bytes(f, "image"), about["input_shape"], about.get("crop_to_aspect_ratio", False),
+                        str(f))
+            top = ranked(inference.probabilities(model, x[None]), about["classes"], k)[0]
             results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
         except (CnnlabError, OSError) as e:
             results.append({"file": str(f), "error": " ".join(str(e).split()).removeprefix(f"{f}: ")})

@@ -2,7 +2,7 @@
 
 Routes are a fixed table, so nothing a client sends ever becomes a file path: the page is package data read
 once at start and an upload is decoded from memory. Uploads are refused by size before they are read, by their
-leading bytes before PIL parses them, and by pixel count (formats.decode_image) before they are decoded.
+leading bytes before PIL parses them, and by pixel count (pictures.decode) before they are decoded.
 Standard library only: http.server's handler on connections.Server (bounded, with deadlines), the model
 loaded once, one picture decoded per core at a time and the model run on all waiting pictures at once (batching).
 """
@@ -27,13 +27,13 @@ import torch
 
 from cnnlab.core import __version__
 from cnnlab.core.errors import CnnlabError
-from cnnlab.data import formats
+from cnnlab.data import pictures
 from cnnlab.serving import connections, predict
 from cnnlab.serving.batching import Batcher, Busy
 from cnnlab.serving.openapi import openapi
 
 MAX_UPLOAD_BYTES = 8 << 20
-MAX_PIXELS = formats.MAX_IMAGE_PIXELS
+MAX_PIXELS = pictures.MAX_PIXELS
 MAX_K = 1000
 
 # Leading bytes of the formats `predict` reads. Anything else is refused before PIL sees it, so PIL's rarer
@@ -97,7 +97,8 @@ class App:
         if not self.slots.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise busy("every core is decoding")
         try:
-            x = predict.prepare(formats.decode_image(blob, f"{kind} upload"), self.about["input_shape"])
+            x = predict.prepare(blob, self.about["input_shape"], self.about.get("crop_to_aspect_ratio", False),
+                                f"{kind} upload")
         except CnnlabError as e:
             raise HTTPError(422, str(e)) from None
         except (ValueError, OSError) as e:  # a decodable picture in a mode PIL cannot convert

@@ -22,6 +22,7 @@ from cnnlab.data.transforms import augment, to_input
 from cnnlab.models import inference
 from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import TerminateOnNaN
+from cnnlab.training.class_weight import class_weights
 from cnnlab.training.optimizers import make_optimizer
 
 READ_EVERY = 50  # on a CUDA GPU, steps between the host's reads of the loss (each read waits for the device)
@@ -68,6 +69,9 @@ class Trainer:
         self.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.world > 1 else model
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
+        self.class_weights = class_weights(cfg.class_weight, train.y, self.about.get("classes"), self.num_classes)
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(self.device)
         scaler = devices.scaler_settings(self.device.type, self.precision)
         self.scaler = None if scaler is None else torch.amp.GradScaler(self.device.type, **scaler)
         self.read_every = READ_EVERY if self.device.type == "cuda" else 1
@@ -102,11 +106,7 @@ class Trainer:
             group["lr"] = self.current_lr()
         with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             logits = self.net(x).float()  # the loss is always computed in fp32
-        smooth = self.cfg.label_smoothing
-        if self.world > 1:  # sum over this slice / global batch, x world (DDP averages): the global mean
-            loss = inference.cross_entropy(logits, y, "sum", smooth) * (self.world / batch_size)
-        else:
-            loss = inference.cross_entropy(logits, y, label_smoothing=smooth)
+        loss = self.loss(logits, y, batch_size)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:  # a non-finite step is skipped on the GPU, with no wait for it here
             self.scaler.scale(loss).backward()
@@ -120,6 +120,18 @@ class Trainer:
             if self.averaged is not None:
                 self.update_average()
         return loss.detach(), logits.detach()
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The batch's mean cross-entropy; with class weights, Keras' rule: each image's loss times its class's
+        weight, summed, over the batch size. Several ranks: this slice's sum over the global batch, x world
+        (DDP averages the ranks): the global mean."""
+        smooth, weights = self.cfg.label_smoothing, self.class_weights
+        if weights is None and self.world == 1:
+            return inference.cross_entropy(logits, y, label_smoothing=smooth)
+        per_image = inference.cross_entropy(logits, y, "none", smooth)
+        if weights is not None:
+            per_image = per_image * weights[y]
+        return per_image.sum() * (self.world / batch_size if self.world > 1 else 1 / len(y))
 
     def fit(self):
         cfg, data = self.cfg, self.train_data
