@@ -39,13 +39,17 @@ def _opened(blob: bytes, name: str) -> Image.Image:
 def header(blob: bytes, name: str) -> tuple:
     """(width, height, grayscale) of a picture as it will stand upright, from its first bytes only."""
     img = _opened(blob, name)
-    try:
-        turned = img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
-    except Exception:  # a damaged EXIF block: the picture is taken as it is stored
-        turned = False
-    w, h = (img.height, img.width) if turned else img.size
+    w, h = (img.height, img.width) if _turned(img) else img.size
     gray = img.mode in GRAYSCALE_MODES or (img.mode == "P" and _palette_is_gray(img))
     return w, h, gray
+
+
+def _turned(img: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the picture a quarter (width and height swap)."""
+    try:
+        return img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:  # a damaged EXIF block: the picture is taken as it is stored
+        return False
 
 
 def _palette_is_gray(img: Image.Image) -> bool:
@@ -63,12 +67,8 @@ def decode(blob: bytes, name: str, size: tuple | None = None, grayscale: bool = 
     img = _opened(blob, name)
     try:
         if size and img.format == "JPEG":
-            try:
-                turned = img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
-            except Exception:
-                turned = False
             w, h = size
-            img.draft("L" if grayscale and img.mode in ("L", "RGB") else None, (h, w) if turned else (w, h))
+            img.draft("L" if grayscale and img.mode in ("L", "RGB") else None, (h, w) if _turned(img) else (w, h))
         img.load()
         try:
             ImageOps.exif_transpose(img, in_place=True)
