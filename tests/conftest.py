@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("CNNLAB_DATA") or ROOT.parent / "shared" / "data")
@@ -75,6 +76,19 @@ def write_idx_set(folder: Path, n_train=60, n_test=20, gz=True, seed=0):
         else:
             (folder / name).write_bytes(data)
     return arrays
+
+
+def picture_folder(root: Path, classes=("cat", "dog"), per_class=4, size=(8, 8), mode="RGB", ext="png",
+                   splits=("train", "test"), seed=2) -> Path:
+    """Noise pictures `size` (width, height) at <split>/<class>/NN.ext, or at <class>/NN.ext with splits=()."""
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    for split in splits or ("",):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / split / c / f"{i:02d}.{ext}")
+    return root
 
 
 def cnnlab(*args, env=None, timeout=600):

@@ -18,7 +18,7 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, pictures
 from cnnlab.data.folders import PictureOptions
 from cnnlab.serving import predict
-from conftest import cnnlab
+from conftest import cnnlab, picture_folder
 
 RNG = np.random.default_rng(0)
 
@@ -28,12 +28,8 @@ def noise(w, h, mode="RGB"):
     return Image.fromarray(RNG.integers(0, 256, shape, dtype=np.uint8), "RGB" if mode == "RGB" else "L")
 
 
-def class_folders(root, classes=("cat", "dog"), per_class=10, size=(12, 10), ext="png"):
-    for c in classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            noise(*size).save(root / c / f"{i:02d}.{ext}")
-    return root
+def class_folders(root, per_class=10, size=(12, 10), **kw):
+    return picture_folder(root, per_class=per_class, size=size, splits=(), **kw)
 
 
 def load(path, **options):
@@ -193,6 +189,19 @@ def test_crop_to_aspect_ratio_keeps_the_centre(tmp_path):
     stretched = pictures.prepare(blob.getvalue(), "wide", (10, 10), 3, crop=False)
     assert (cropped[1] > 200).all() and (cropped[0] < 50).all()  # all green: the middle third
     assert stretched[0, :, 0].min() > 200 and stretched[2, :, -1].min() > 200  # red left, blue right
+
+
+def test_a_big_png_is_box_reduced_first_close_to_a_full_size_resize_and_laid_on_white():
+    y, x = np.mgrid[0:900, 0:1200]
+    rgba = np.stack([x * 255 // 1199, y * 255 // 899, (np.sin(x / 40.0) * 127 + 128).astype(int),
+                     np.where(x < 300, 0, 200)], -1).astype(np.uint8)  # the left quarter fully transparent
+    blob = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(blob, "PNG")
+    fast = pictures.prepare(blob.getvalue(), "big.png", (64, 48), 3)
+    full = pictures.to_mode(Image.open(blob), 3)
+    slow = pictures.as_array(full.resize((64, 48), Image.LANCZOS), 3)
+    assert fast.shape == (3, 48, 64) and np.abs(fast.astype(int) - slow).mean() < 2
+    assert (fast[:, :, :14] >= 250).all()  # transparent reads as white paper
 
 
 def test_a_big_jpeg_decodes_at_a_reduced_scale_close_to_a_full_decode():

@@ -12,7 +12,7 @@ from PIL import Image
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, formats, pictures
 from cnnlab.data.folders import PictureOptions
-from conftest import idx_bytes, write_idx_set
+from conftest import idx_bytes, picture_folder, write_idx_set
 
 
 def test_idx_roundtrip_raw_and_gz(tmp_path):
@@ -95,19 +95,8 @@ def test_cifar_pickle_that_runs_code_is_refused(tmp_path):
         formats.read_cifar_tarball(tmp_path / "c.tar.gz")
 
 
-def make_image_folder(root, classes=("cat", "dog"), per_class=4, size=(8, 8), mode="RGB", ext="png"):
-    rng = np.random.default_rng(2)
-    for split in ("train", "test"):
-        for c in classes:
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / split / c / f"{i}.{ext}")
-    return root
-
-
 def test_image_folder_dir_tar_and_zip_agree(tmp_path):
-    root = make_image_folder(tmp_path / "pets" / "inner")
+    root = picture_folder(tmp_path / "pets" / "inner")
     with tarfile.open(tmp_path / "pets.tar.gz", "w:gz") as tar:
         tar.add(root, arcname="pets")
     with zipfile.ZipFile(tmp_path / "pets.zip", "w") as z:
@@ -121,7 +110,7 @@ def test_image_folder_dir_tar_and_zip_agree(tmp_path):
 
 
 def test_image_folder_grayscale_bmp_and_mixed_sizes(tmp_path):
-    root = make_image_folder(tmp_path / "digits", mode="L", ext="bmp")
+    root = picture_folder(tmp_path / "digits", mode="L", ext="bmp")
     Image.new("L", (16, 16), 255).save(root / "train" / "cat" / "big.bmp")  # resized to image_size
     ds = datasets.load(data=str(root), pictures=PictureOptions(image_size=(8, 8)))
     assert ds.train.x.shape == (9, 1, 8, 8)
@@ -129,7 +118,7 @@ def test_image_folder_grayscale_bmp_and_mixed_sizes(tmp_path):
 
 
 def test_image_folder_broken_image_named_in_error(tmp_path):
-    root = make_image_folder(tmp_path / "f")
+    root = picture_folder(tmp_path / "f")
     (root / "train" / "dog" / "bad.jpg").write_bytes(b"not a jpeg at all")
     with pytest.raises(CnnlabError, match="bad.jpg: cannot decode"):
         datasets.load(data=str(root), pictures=PictureOptions(strict=True))
@@ -166,7 +155,7 @@ def png_claiming(width, height) -> bytes:
 
 
 def test_decompression_bomb_image_is_refused(tmp_path):
-    root = make_image_folder(tmp_path / "f")
+    root = picture_folder(tmp_path / "f")
     (root / "train" / "cat" / "bomb.png").write_bytes(png_claiming(20000, 20000))
     with pytest.raises(CnnlabError, match="bomb.png: too many pixels"):
         datasets.load(data=str(root), pictures=PictureOptions(strict=True))

@@ -1,9 +1,8 @@
 """What a new user tripped over, done exactly as they did it, with the better outcome asserted."""
 
 import pytest
-from test_formats import make_image_folder
 
-from conftest import cnnlab
+from conftest import cnnlab, picture_folder
 
 
 def one_line_exit_2(r, *needles):
@@ -15,7 +14,7 @@ def one_line_exit_2(r, *needles):
 
 @pytest.mark.parametrize("k", ["-1", "0"])
 def test_predict_top_k_below_one_is_refused(mnist_cnn_run, tmp_path, k):
-    make_image_folder(tmp_path / "pics", size=(28, 28))
+    picture_folder(tmp_path / "pics", size=(28, 28))
     r = cnnlab("predict", mnist_cnn_run, tmp_path / "pics", "--top-k", k)
     one_line_exit_2(r, f"top-k must be a whole number of at least 1, got {k}")
 
@@ -53,14 +52,14 @@ def test_train_subset_shrinks_the_validation_hold_out_too(real_data, tmp_path):
 
 
 def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path):
-    make_image_folder(tmp_path / "tiny", size=(6, 6))  # too small for mnist-cnn's convolutions
+    picture_folder(tmp_path / "tiny", size=(6, 6))  # too small for mnist-cnn's convolutions
     r = cnnlab("train", "mnist-cnn", "--data", tmp_path / "tiny", "--runs", tmp_path / "runs")
     one_line_exit_2(r)
     assert not (tmp_path / "runs" / "mnist-cnn-tiny").exists()
 
 
 def test_the_cache_says_where_it_is_and_can_be_cleared(tmp_path):
-    make_image_folder(tmp_path / "pics", size=(28, 28))
+    picture_folder(tmp_path / "pics", size=(28, 28))
     env = {"CNNLAB_CACHE": str(tmp_path / "cache")}
     r = cnnlab("train", "mnist-cnn", "--data", tmp_path / "pics", "--epochs", 1, "--runs", tmp_path / "runs", env=env)
     assert r.returncode == 0, r.stderr
@@ -91,7 +90,7 @@ def test_a_run_trained_on_a_relative_path_evaluates_from_another_folder(tmp_path
     absolutely, so the second command finds it."""
     import subprocess
     import sys
-    make_image_folder(tmp_path / "pics", size=(28, 28))
+    picture_folder(tmp_path / "pics", size=(28, 28))
     (tmp_path / "work").mkdir()
 
     def run(*args, cwd):
@@ -128,7 +127,7 @@ def test_moved_data_is_found_by_its_digest(tmp_path):
     """The picture folder a run trained on is moved into the data folder: evaluate finds it there by the digest
     the run recorded, and says so; data of the same name but other content is not taken for it."""
     import shutil
-    make_image_folder(tmp_path / "pics", size=(28, 28))
+    picture_folder(tmp_path / "pics", size=(28, 28))
     trained = cnnlab("train", "mnist-cnn", "--data", tmp_path / "pics", "--epochs", 1, "--runs", tmp_path / "runs")
     assert trained.returncode == 0, trained.stderr
     run = tmp_path / "runs" / "mnist-cnn-pics"
@@ -139,6 +138,6 @@ def test_moved_data_is_found_by_its_digest(tmp_path):
     found = cnnlab("evaluate", run, env={"CNNLAB_DATA": str(tmp_path / "store")})
     assert found.returncode == 0, found.stderr
     assert "test accuracy" in found.stdout
-    make_image_folder(tmp_path / "other" / "pics", size=(28, 28), per_class=5)  # same name, other content
+    picture_folder(tmp_path / "other" / "pics", size=(28, 28), per_class=5)  # same name, other content
     impostor = cnnlab("evaluate", run, env={"CNNLAB_DATA": str(tmp_path / "other")})
     one_line_exit_2(impostor, "no such file or folder")

@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from test_formats import make_image_folder
 
 from cnnlab.core import checkpoints
-from conftest import ROOT, cnnlab
+from conftest import ROOT, cnnlab, picture_folder
 
 QUICK = ["--set", "train_subset=1500", "--set", "test_subset=500"]
 
@@ -97,7 +96,7 @@ def test_second_writer_is_refused(real_data, tmp_path):
 
 def test_image_folder_zip_trains_with_a_toml_config(tmp_path):
     import zipfile
-    root = make_image_folder(tmp_path / "shapes", classes=("a", "b", "c"), per_class=10, size=(12, 12))
+    root = picture_folder(tmp_path / "shapes", classes=("a", "b", "c"), per_class=10, size=(12, 12))
     with zipfile.ZipFile(tmp_path / "shapes.zip", "w") as z:
         for f in root.rglob("*.png"):
             z.write(f, f.relative_to(tmp_path).as_posix())
@@ -138,7 +137,7 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
 
 
 def test_model_that_does_not_fit_the_data(tmp_path):
-    make_image_folder(tmp_path / "tiny", size=(6, 6))
+    picture_folder(tmp_path / "tiny", size=(6, 6))
     r = cnnlab("train", "mnist-cnn", "--data", tmp_path / "tiny", "--runs", tmp_path / "runs")
     assert r.returncode == 2 and "needs at least 5x5 input" in r.stderr and "Traceback" not in r.stderr
 

@@ -5,8 +5,7 @@ of threads a bounded window at a time, so memory holds a few files per core, not
 import os
 import tarfile
 import zipfile
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 
 from cnnlab.core.errors import CnnlabError
@@ -86,16 +85,18 @@ class Source:
 
     def map_blobs(self, wanted: set, limit: int, fn, threads: int = 0):
         """fn(name, read) for every wanted file, on a pool of threads; `read()` gives its bytes (up to `limit`,
-        or CnnlabError when it is larger). Yields fn's results as they finish, a bounded window at a time."""
+        or CnnlabError when it is larger). Yields fn's results as they finish, in any order, a bounded window at
+        a time: waiting for the oldest instead left a core idle behind every slow picture (a 12-megapixel PNG)."""
         workers = threads_for(threads)
-        pending = deque()
+        pending = set()
         with ThreadPoolExecutor(workers) as pool:
             for name, read in self._readers(wanted, limit):
                 if len(pending) >= WINDOW * workers:
-                    yield pending.popleft().result()
-                pending.append(pool.submit(fn, name, read))
-            while pending:
-                yield pending.popleft().result()
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from (f.result() for f in done)
+                pending.add(pool.submit(fn, name, read))
+            for f in as_completed(pending):
+                yield f.result()
 
     def _readers(self, wanted, limit):
         """(name, read) pairs: a folder's files are read inside the worker (the disk works in parallel too); an

@@ -114,8 +114,13 @@ def in_split_folders(path: Path, files: list) -> bool:
             names = archives.Source(path).first_names(1000)
         except CnnlabError:
             return False
-    return any(len(PurePosixPath(n).parts) >= 3 and PurePosixPath(n).parts[-3] in SPLITS for n in names
-               if PurePosixPath(n).suffix.lower() in pictures.SUFFIXES)
+    return any(_split_of(n) for n in names if PurePosixPath(n).suffix.lower() in pictures.SUFFIXES)
+
+
+def _split_of(name: str) -> str | None:
+    """"train", "test" or "val" for a picture at <split>/<class>/<file>, None for any other place."""
+    parts = PurePosixPath(name).parts
+    return SPLITS.get(parts[-3]) if len(parts) >= 3 else None
 
 
 def _list(source) -> tuple:
@@ -143,11 +148,11 @@ def _label(path, names, texts, opts) -> tuple:
     """(layout, [Picture], classes, unlabelled count) from the folder names or a labels file."""
     if not names:
         raise CnnlabError(f"{path}: no pictures found ({', '.join(sorted(pictures.SUFFIXES))})")
-    split_named = [n for n in names if len(PurePosixPath(n).parts) >= 3 and PurePosixPath(n).parts[-3] in SPLITS]
+    split_named = [n for n in names if _split_of(n)]
     if split_named:
-        classes = sorted({PurePosixPath(n).parts[-2] for n in split_named if SPLITS[PurePosixPath(n).parts[-3]] == "train"})
+        classes = sorted({PurePosixPath(n).parts[-2] for n in split_named if _split_of(n) == "train"})
         index = {c: i for i, c in enumerate(classes)}
-        listed = [Picture(n, index.get(PurePosixPath(n).parts[-2], -1), SPLITS[PurePosixPath(n).parts[-3]]) for n in split_named]
+        listed = [Picture(n, index.get(PurePosixPath(n).parts[-2], -1), _split_of(n)) for n in split_named]
         extra = sorted({PurePosixPath(p.name).parts[-2] for p in listed if p.label < 0})
         if extra:
             raise CnnlabError(f"{path}: classes {extra} appear in test/ or val/ but not in train/")

@@ -55,4 +55,6 @@ def _sample(split: Split, idx: torch.Tensor, n: int, seed: int) -> Split:
     """The images at `idx`, or a seeded random `n` of them (folders are sorted by class: never take the first n)."""
     if 0 < n < len(idx):
         idx = torch.sort(idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]]).values
+    elif torch.equal(idx, torch.arange(len(split.y))):  # all, in order: the split itself, not a copy of its array
+        return split
     return Split(split.x[idx], split.y[idx])
