@@ -97,3 +97,32 @@ def test_step_gemms_are_a_training_steps_multiplies():
         forward = sum(i.flops for i in infos) * batch
         assert sum(2 * m * k * n for m, k, n in gemms) == 3 * forward - skipped * first.flops * batch, name
         assert len(gemms) == 3 * sum(1 for i in infos if i.flops) - skipped, name
+
+
+def test_photo_folder_and_decode_bench_side_by_side(real_data, tmp_path):
+    """make_photo_folder.py makes every odd kind of picture from the CIFAR-10 (JPEG copy); bench/decode.py reads
+    the folder with cnnlab and with Keras and prints both rows: the same pictures, bar the undecodable ones."""
+    r = run("scripts/make_photo_folder.py", tmp_path / "photos", "--count", 200,
+            "--cifar", real_data / "cifar10-jpeg.tar.gz")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("200 pictures in 10 classes") and "rotated" in r.stdout, r.stdout
+    r = run("bench/decode.py", tmp_path / "photos", "--image-size", 16)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:] for line in r.stdout.splitlines() if line.startswith("| ")}
+    assert set(rows) >= {"cnnlab", "keras"}
+    pictures = {side: int(cells[0].replace(",", "")) for side, cells in rows.items() if side in ("cnnlab", "keras")}
+    assert 180 <= pictures["cnnlab"] <= 200 and pictures["keras"] == pictures["cnnlab"]
+    assert "cnnlab / Keras throughput:" in r.stdout
+
+
+def test_profile_step_splits_a_step_into_categories():
+    r = run("bench/profile_step.py", "--presets", "mnist-cnn", "--precision", "fp32", "--steps", 2)
+    assert r.returncode == 0, r.stderr
+    header = next(line for line in r.stdout.splitlines() if line.startswith("| preset"))
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| mnist-cnn"))
+    names = [c.strip() for c in header.split("|")[1:-1]]
+    cells = dict(zip(names, [c.strip() for c in row.split("|")[1:-1]]))
+    step = float(cells["step ms"])
+    parts = [float(cells[c]) for c in names[3:-1]]
+    assert float(cells["matmul/conv"]) > 0 and abs(sum(parts) - step) <= 0.1 * step + 0.5  # the parts make the step
+    assert 0 < int(cells["not multiplying"].rstrip("%")) < 100

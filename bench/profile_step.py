@@ -1,0 +1,103 @@
+"""Where a training step's time goes: torch.profiler over cnnlab's own Trainer.train_step, each op's self time
+put in one category (matrix multiplies and convolutions, BatchNorm, pooling, activations, dropout, casts and
+layout reorders, the loss, the optimizer, other ops), and what is left of the step's wall time (Python, the
+dispatcher, waiting) as "outside ops".
+
+    python bench/profile_step.py [--presets mnist-cnn,cifar-cnn,cifar-fast] [--precision fp32,bf16] [--steps 10]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from cnnlab.data import datasets
+from cnnlab.data.datasets import Split
+from cnnlab.data.transforms import to_input
+from cnnlab.models import presets, specs
+from cnnlab.training.trainer import Trainer
+
+# An op's category: the first whose words appear in its name (aten::mkldnn_convolution -> "matmul/conv").
+CATEGORIES = [
+    ("matmul/conv", ("conv", "mm", "linear", "matmul", "addmm", "bmm", "_mkldnn")),
+    ("batchnorm", ("batch_norm",)),
+    ("pooling", ("pool",)),
+    ("activation", ("relu", "threshold", "clamp_min", "gelu", "silu", "sigmoid", "tanh", "elu")),
+    ("dropout", ("dropout", "bernoulli")),
+    ("cast/layout", ("_to_copy", "copy_", "to", "contiguous", "clone", "reorder", "empty_like", "as_strided",
+                     "view", "reshape", "permute", "transpose", "flatten")),
+    ("loss", ("log_softmax", "nll_loss", "cross_entropy", "softmax")),
+    ("optimizer", ("_foreach", "adam", "sgd", "lerp", "addcmul", "addcdiv", "sqrt", "zero_")),
+]
+ORDER = [name for name, _ in CATEGORIES] + ["other ops", "outside ops"]
+
+
+def category(op: str) -> str:
+    name = op.removeprefix("aten::").lower()
+    for label, words in CATEGORIES:
+        if any(w in name for w in words):
+            return label
+    return "other ops"
+
+
+def trainer_for(name: str, precision: str, batches: int) -> tuple:
+    """A Trainer on random uint8 pictures of the preset's shape, and its first float batch."""
+    cfg = presets.preset(name)
+    cfg.precision, cfg.autosave_seconds = precision, 0
+    shape = datasets.BUILTIN[cfg.dataset]["shape"]
+    g = torch.Generator().manual_seed(0)
+    n = cfg.batch_size * batches
+    data = Split(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
+                 torch.randint(0, 10, (n,), generator=g))
+    torch.manual_seed(0)
+    model, _ = specs.build(cfg.layers, shape, 10, cfg.init)
+    trainer = Trainer(model, cfg, data, None, [], Path(tempfile.mkdtemp()))
+    return trainer, data
+
+
+def profile_steps(name: str, precision: str, steps: int) -> tuple:
+    """({category: ms per step}, step wall ms)."""
+    trainer, data = trainer_for(name, precision, steps)
+    bs = trainer.cfg.batch_size
+    batches = [(to_input(data.x[i:i + bs], trainer.channels_last), data.y[i:i + bs]) for i in range(0, len(data), bs)]
+    for x, y in batches[:3]:  # warm-up: oneDNN picks and caches its kernels on the first calls
+        trainer.train_step(x, y, len(y))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for x, y in batches:
+            trainer.train_step(x, y, len(y))
+        wall = (time.perf_counter() - start) * 1000 / len(batches)
+    spent = defaultdict(float)
+    for event in prof.key_averages():
+        if event.key.startswith("aten::") or event.key.startswith("mkldnn"):
+            spent[category(event.key)] += event.self_cpu_time_total / 1000 / len(batches)
+    spent["outside ops"] = max(0.0, wall - sum(spent.values()))
+    return spent, wall
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="mnist-cnn,cifar-cnn,cifar-fast")
+    ap.add_argument("--precision", default="fp32,bf16")
+    ap.add_argument("--steps", type=int, default=10)
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(os.sched_getaffinity(0))} cores; "
+          f"ms per training step (self time of the ops, by category), {args.steps} steps after 3 untimed")
+    print("| preset | precision | step ms | " + " | ".join(ORDER) + " | not multiplying |")
+    print("|---|---|---|" + "---|" * (len(ORDER) + 1))
+    for name in args.presets.split(","):
+        for precision in args.precision.split(","):
+            spent, wall = profile_steps(name, precision, args.steps)
+            cells = " | ".join(f"{spent.get(c, 0.0):.1f}" for c in ORDER)
+            outside = (wall - spent.get("matmul/conv", 0.0)) / wall
+            print(f"| {name} | {precision} | {wall:.1f} | {cells} | {outside:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
