@@ -60,3 +60,23 @@ def test_same_padding_gives_ceil_of_input_over_stride(kernel, stride, size):
     expected = -(-size // stride)
     assert infos[0].output_shape == (2, expected, expected)
     assert model(torch.zeros(2, 1, size, size)).shape == (2, 3)
+
+
+def test_evaluation_batches_shrink_with_the_picture_and_score_the_same():
+    """1,000 pictures a batch at 32x32 (28x28 too), as many pixels a batch above: 20 at 224x224. The scores are
+    those of one pass over every picture."""
+    import torch
+
+    from cnnlab.data.datasets import Split
+    from cnnlab.models import inference
+    sizes = {28: 1000, 32: 1000, 64: 250, 224: 20}
+    assert {s: inference.eval_batch(torch.zeros(1, 3, s, s, dtype=torch.uint8)) for s in sizes} == sizes
+    torch.manual_seed(0)
+    model, _ = specs.build(presets.preset("small-cnn").layers, (3, 96, 96), 3)
+    data = Split(torch.randint(0, 256, (300, 3, 96, 96), dtype=torch.uint8), torch.randint(0, 3, (300,)))
+    assert inference.eval_batch(data.x) == 111  # 300 pictures in three batches, the last a short one
+    scored = inference.evaluate(model, data, 3, keep_probabilities=True)
+    with torch.inference_mode():
+        whole = inference.logits(model.eval(), data.x)
+    assert torch.allclose(scored.probabilities, whole.softmax(1), atol=1e-5)
+    assert round(scored.accuracy * 300) == (whole.argmax(1) == data.y).sum().item()

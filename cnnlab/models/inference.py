@@ -13,6 +13,14 @@ from cnnlab.data.transforms import to_input
 from cnnlab.models import specs
 
 EVAL_BATCH = 1000  # large batches: evaluation has no gradient to keep, and oneDNN is faster on them
+# ...of 32x32 pictures; bigger ones come in smaller batches of as many pixels: a batch of 1,000 at 224x224 would
+# hold 6.4 GB in small-cnn's first activation alone.
+EVAL_PIXELS = EVAL_BATCH * 32 * 32
+
+
+def eval_batch(x: torch.Tensor) -> int:
+    """Pictures per evaluation batch for uint8 pictures shaped like `x` (N x C x H x W)."""
+    return max(1, min(EVAL_BATCH, EVAL_PIXELS // (x.shape[-1] * x.shape[-2]))) if x.dim() >= 3 else EVAL_BATCH
 
 
 @dataclass
@@ -77,9 +85,10 @@ def one_hot_cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str 
 
 
 @torch.inference_mode()
-def probabilities(model: torch.nn.Module, x_uint8: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
+def probabilities(model: torch.nn.Module, x_uint8: torch.Tensor, batch: int = 0) -> torch.Tensor:
     """Class probabilities for any number of images, in fp32, in eval mode."""
     model.eval()
+    batch = batch or eval_batch(x_uint8)
     return torch.cat([logits(model, x_uint8[i:i + batch]).softmax(1) for i in range(0, len(x_uint8), batch)]) \
         if len(x_uint8) else torch.zeros(0)
 
@@ -97,8 +106,9 @@ def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: lis
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64)  # counted on the CPU: CUDA's bincount
     # is not among the deterministic kernels
     kept = []
-    for i in range(rank * EVAL_BATCH, len(data), world * EVAL_BATCH):
-        out, y = logits(model, data.x[i:i + EVAL_BATCH], autocast, channels_last), data.y[i:i + EVAL_BATCH]
+    batch = eval_batch(data.x)
+    for i in range(rank * batch, len(data), world * batch):
+        out, y = logits(model, data.x[i:i + batch], autocast, channels_last), data.y[i:i + batch]
         loss_sum += cross_entropy(out, y, reduction="sum").to(loss_sum.dtype)
         confusion += torch.bincount((y * num_classes + out.argmax(1)).cpu(), minlength=num_classes * num_classes)
         if keep_probabilities:
