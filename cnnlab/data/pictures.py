@@ -1,7 +1,8 @@
-"""One picture, prepared the one way that training folders, predict and serve all prepare it: decoded (a JPEG at
-the smallest of its 1/1, 1/2, 1/4 and 1/8 scales that still covers the size the model sees), turned upright by
-its EXIF orientation, transparent parts laid on white paper, 16-bit depth scaled to 8 bits, converted to
-grayscale or RGB, and resized to the model's size (or first centre-cropped to its aspect ratio)."""
+"""One picture, prepared the one way that training folders, predict and serve all prepare it: decoded (a JPEG at the
+smallest of its 1/1, 1/2, 1/4 and 1/8 scales that still covers the size the model sees, a big PNG or other picture
+box-averaged to about twice that size), turned upright by its EXIF orientation, transparent parts laid on white
+paper, 16-bit depth scaled to 8 bits, converted to grayscale or RGB, and resized to the model's size (or first
+centre-cropped to its aspect ratio)."""
 
 import io
 import warnings
