@@ -2,7 +2,9 @@ import gzip
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,18 @@ def picture_folder(root: Path, classes=("cat", "dog"), per_class=4, size=(8, 8),
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / split / c / f"{i:02d}.{ext}")
     return root
+
+
+def folder_and_archives(root: Path, zip_prefix: str = "") -> list:
+    """`root`, and the same files in root's parent as a .tar.gz (under one top folder) and a .zip (under
+    `zip_prefix`): the three forms a picture folder comes in."""
+    tar_path, zip_path = root.parent / "pets.tar.gz", root.parent / "pets.zip"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        tar.add(root, arcname="pets")
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for p in root.rglob("*.png"):
+            z.write(p, zip_prefix + p.relative_to(root).as_posix())
+    return [root, tar_path, zip_path]
 
 
 def cnnlab(*args, env=None, timeout=600):

@@ -6,8 +6,6 @@ import io
 import re
 import subprocess
 import sys
-import tarfile
-import zipfile
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, pictures
 from cnnlab.data.folders import PictureOptions
 from cnnlab.serving import predict
-from conftest import cnnlab, picture_folder
+from conftest import cnnlab, folder_and_archives, picture_folder
 
 RNG = np.random.default_rng(0)
 
@@ -49,13 +47,8 @@ def test_class_folders_alone_hold_out_a_seeded_stratified_test_set(tmp_path):
 
 
 def test_one_top_folder_in_an_archive_is_not_a_class(tmp_path):
-    root = class_folders(tmp_path / "photos" / "pets")
-    with tarfile.open(tmp_path / "pets.tar.gz", "w:gz") as tar:
-        tar.add(root, arcname="pets")
-    with zipfile.ZipFile(tmp_path / "pets.zip", "w") as z:
-        for p in root.rglob("*.png"):
-            z.write(p, "export/pets/" + p.relative_to(root).as_posix())
-    loaded = [load(p) for p in (root, tmp_path / "pets.tar.gz", tmp_path / "pets.zip")]
+    root = class_folders(tmp_path / "pets")
+    loaded = [load(p) for p in folder_and_archives(root, zip_prefix="export/pets/")]
     for ds in loaded:
         assert ds.classes == ["cat", "dog"] and len(ds.train) == 16
         assert torch.equal(ds.train.x, loaded[0].train.x) and torch.equal(ds.test.x, loaded[0].test.x)

@@ -3,7 +3,6 @@
 import io
 import pickle
 import tarfile
-import zipfile
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from PIL import Image
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets, formats, pictures
 from cnnlab.data.folders import PictureOptions
-from conftest import idx_bytes, picture_folder, write_idx_set
+from conftest import folder_and_archives, idx_bytes, picture_folder, write_idx_set
 
 
 def test_idx_roundtrip_raw_and_gz(tmp_path):
@@ -96,13 +95,8 @@ def test_cifar_pickle_that_runs_code_is_refused(tmp_path):
 
 
 def test_image_folder_dir_tar_and_zip_agree(tmp_path):
-    root = picture_folder(tmp_path / "pets" / "inner")
-    with tarfile.open(tmp_path / "pets.tar.gz", "w:gz") as tar:
-        tar.add(root, arcname="pets")
-    with zipfile.ZipFile(tmp_path / "pets.zip", "w") as z:
-        for p in root.rglob("*.png"):
-            z.write(p, p.relative_to(root).as_posix())
-    loaded = [datasets.load(data=str(p)) for p in (root, tmp_path / "pets.tar.gz", tmp_path / "pets.zip")]
+    root = picture_folder(tmp_path / "inner")
+    loaded = [datasets.load(data=str(p)) for p in folder_and_archives(root)]
     for ds in loaded:
         assert ds.classes == ["cat", "dog"]
         assert ds.train.x.shape == (8, 3, 8, 8) and ds.train.y.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
