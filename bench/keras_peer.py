@@ -1,15 +1,17 @@
-"""The peer: the lab's four networks in Keras 3 on TensorFlow, trained on synthetic in-memory data.
+"""The peer: the lab's four networks in Keras 3, trained on synthetic in-memory data, on the backend that
+KERAS_BACKEND names (tensorflow, Keras' default, or jax).
 
-Run by bench/speed.py in its own process (TensorFlow and PyTorch each get the machine to themselves). Prints
-one JSON line per (preset, variant): training images per second of the fastest timed epoch (the first epoch,
-which traces and compiles, is never timed). Variants:
-  fit       the lab's way: model.fit on in-memory NumPy arrays, float32
+Run by bench/speed.py in its own process (each framework gets the machine to itself). Prints one JSON line
+per (preset, variant): training images per second of the fastest timed epoch (the first epoch, which traces
+and compiles, is never timed). Variants:
+  fit       the lab's way: model.fit on in-memory NumPy arrays, float32 (on JAX, compiled by XLA as always)
   tf.data   a tf.data pipeline (cached tensors, batched, prefetched) into model.fit
-  jit       model.fit with jit_compile=True (XLA)
+  jit       model.fit with jit_compile=True (XLA; on TensorFlow)
   bf16      the mixed_bfloat16 policy, with tf.data
-  bf16+jit  mixed_bfloat16, tf.data and XLA together
+  bf16+jit  mixed_bfloat16, tf.data and XLA together (on TensorFlow)
 
     python bench/keras_peer.py mnist-cnn --steps 40 --repeats 2 --variants fit,jit
+    KERAS_BACKEND=jax python bench/keras_peer.py mlp --variants fit,bf16
 """
 
 import argparse
@@ -32,7 +34,7 @@ def build(name: str) -> keras.Model:
     he = "he_uniform"
     if name == "mlp":
         body = [L.Flatten(), L.Dense(1024, activation="relu")]
-        opt = keras.optimizers.SGD(0.01, momentum=0.9)
+        opt = keras.optimizers.SGD(0.01)  # the lab's SGD(): no momentum
     elif name == "mlp-deep":
         body = [L.Flatten(), L.Dense(1024, activation="relu"), L.Dense(512, activation="relu"),
                 L.Dense(256, activation="relu")]
@@ -76,7 +78,7 @@ def measure(name: str, variant: str, steps: int, repeats: int) -> float:
     keras.utils.set_random_seed(0)
     model, opt = build(name)
     model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile="jit" in variant)
+                  metrics=["accuracy"], jit_compile="auto" if keras.backend.backend() == "jax" else "jit" in variant)
     n = BATCH[name] * steps
     x = np.random.default_rng(0).integers(0, 256, (n, *SHAPES[name]), dtype=np.uint8).astype("float32")
     y = np.random.default_rng(1).integers(0, 10, n)
@@ -102,7 +104,8 @@ def main():
         for variant in args.variants.split(","):
             try:
                 ips = measure(name, variant, args.steps, args.repeats)
-                print(json.dumps({"preset": name, "variant": variant, "images_per_s": round(ips, 1)}), flush=True)
+                print(json.dumps({"preset": name, "variant": variant, "backend": keras.backend.backend(),
+                                  "images_per_s": round(ips, 1)}), flush=True)
             except Exception as e:  # a variant XLA cannot compile here is reported, not fatal
                 print(json.dumps({"preset": name, "variant": variant, "error": f"{type(e).__name__}: {e}"[:200]}),
                       flush=True)

@@ -1,11 +1,12 @@
-"""Training speed, cnnlab against Keras 3 on TensorFlow, in one run on this machine.
+"""Training speed, cnnlab against Keras 3 (TensorFlow and JAX backends) and a plain PyTorch loop, in one run.
 
 For each of the lab's four presets at its own batch size: training images per second of cnnlab's real
-training loop (Trainer.fit, fp32 and bf16) and of Keras (bench/keras_peer.py: model.fit as the lab wrote it,
-and tf.data, XLA and mixed bf16 variants), on synthetic in-memory data; then the ratio of cnnlab at the
-preset's default precision to the best Keras figure, and the GFLOP/s each reaches against this machine's
+training loop (Trainer.fit, fp32 and bf16), of Keras (bench/keras_peer.py: model.fit as the lab wrote it,
+and tf.data, XLA and mixed bf16 variants, on TensorFlow and on JAX) and of the loop PyTorch's MNIST example
+writes (bench/torch_peer.py), on synthetic in-memory data; then the ratios of cnnlab at the preset's default
+precision to the best Keras figure and to the plain loop, and the GFLOP/s cnnlab reaches against this machine's
 measured matrix-multiply peak in the precision it uses. Each framework runs in its own process; a preset's
-cnnlab and Keras figures are taken one right after the other. Every figure is the fastest of --repeats timed
+figures on every side are taken one right after the other. Every figure is the fastest of --repeats timed
 epochs after an untimed first one (tracing, XLA compiling, warm-up), the same rule on both sides: the machine
 is shared, and a stall in one short epoch says nothing about either framework.
 
@@ -17,7 +18,7 @@ square GEMM the peak is measured with.
 
     python bench/speed.py                       # Keras from this Python (pip install -e '.[bench]')
     python bench/speed.py --keras-python /path/to/venv/bin/python --steps 100
-    python bench/speed.py --no-keras --presets mlp --steps 5     # cnnlab only, tiny
+    python bench/speed.py --no-keras --presets mlp --steps 5     # cnnlab and the plain loop only, tiny
     python bench/speed.py --device cuda         # on a GPU: cnnlab's images/s in fp32 and its default precision
 """
 
@@ -125,13 +126,15 @@ def cnnlab_speed(name: str, precision: str, steps: int, repeats: int, device: st
     return n / min(h["seconds"] for h in history[1:])
 
 
-def keras_speeds(python: str, names: list, steps: int, repeats: int) -> dict:
-    """{preset: {variant: images/s}} from bench/keras_peer.py in its own process."""
-    command = [python, str(HERE / "keras_peer.py"), *names, "--steps", str(steps), "--repeats", str(repeats)]
-    out = subprocess.run(command, capture_output=True, text=True)
+def peer_speeds(script: str, python: str, names: list, steps: int, repeats: int, env: dict | None = None,
+                variants: str | None = None) -> dict:
+    """{preset: {variant: images/s}} from a peer script (keras_peer.py, torch_peer.py) in its own process."""
+    command = [python, str(HERE / script), *names, "--steps", str(steps), "--repeats", str(repeats)]
+    command += ["--variants", variants] if variants else []
+    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if out.returncode != 0:
-        sys.exit(f"bench: the Keras peer failed (is TensorFlow installed? pip install -e '.[bench]'):\n"
-                 f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode
+        sys.exit(f"bench: the peer {script} {env or ''} failed (for Keras: pip install -e '.[bench]'):\n{last}")
     speeds = {}
     for line in out.stdout.splitlines():
         row = json.loads(line)
@@ -162,7 +165,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed epochs per figure, on both sides; the fastest counts (this machine is shared)")
     ap.add_argument("--keras-python", default=sys.executable, help="a Python with tensorflow and keras")
-    ap.add_argument("--no-keras", action="store_true")
+    ap.add_argument("--no-keras", action="store_true", help="no Keras peer (the plain PyTorch loop still runs)")
+    ap.add_argument("--no-jax", action="store_true", help="Keras on TensorFlow only, not also on JAX")
     ap.add_argument("--device", default="cpu", help="cpu (default: the table beside Keras), or cuda, cuda:N, mps: "
                                                     "cnnlab alone on that device")
     args = ap.parse_args()
@@ -185,30 +189,38 @@ def main():
     peak = {p: gemm_peak(dtype) for p, dtype in DTYPES.items()}
     print(f"machine: {threads} cores, torch {torch.__version__}; matrix-multiply peak "
           f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")
-    ours, keras = {}, {}
-    for name in names:  # each preset's two sides back to back: the machine's speed drifts over minutes
+    ours, peers = {}, {}  # peers: {side: {preset: {variant: images/s}}}
+    sides = [("plain PyTorch", "torch_peer.py", sys.executable, None, None)]
+    if not args.no_keras:
+        sides += [("Keras-TF", "keras_peer.py", args.keras_python, {"KERAS_BACKEND": "tensorflow"}, None)]
+        sides += [] if args.no_jax else [("Keras-JAX", "keras_peer.py", args.keras_python, {"KERAS_BACKEND": "jax"},
+                                          "fit,bf16")]
+    for name in names:  # each preset's sides back to back: the machine's speed drifts over minutes
         ours[name] = {p: cnnlab_speed(name, p, args.steps, args.repeats) for p in ["fp32", "bf16"]}
         print(f"  cnnlab {name}: " + ", ".join(f"{p} {v:,.0f} img/s" for p, v in ours[name].items()), flush=True)
-        if not args.no_keras:
-            keras.update(keras_speeds(args.keras_python, [name], args.steps, args.repeats))
-            print(f"  Keras {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in keras.get(name, {}).items()),
-                  flush=True)
+        for side, script, python, env, variants in sides:
+            got = peer_speeds(script, python, [name], args.steps, args.repeats, env, variants).get(name, {})
+            peers.setdefault(side, {})[name] = got
+            print(f"  {side} {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in got.items()), flush=True)
     print(f"\ntraining images/s, batch = the lab's, fastest of {args.repeats} epochs of {args.steps} steps, same "
           f"machine, same run")
-    head = ["preset", "batch", "Keras fit", "Keras best (variant)", "cnnlab fp32", "cnnlab bf16",
-            "cnnlab default", "cnnlab default / best Keras", "GFLOP/s", "of peak", "GEMMs alone"]
+    keras_sides = [side for side, *_ in sides if side.startswith("Keras")]
+    head = ["preset", "batch", *[f"{side} best (variant)" for side in keras_sides], "plain PyTorch", "cnnlab fp32",
+            "cnnlab bf16", "cnnlab default", "default / best Keras", "default / plain PyTorch", "GFLOP/s", "of peak",
+            "GEMMs alone"]
     rows = []
     for name in names:
         fast = default[name]
         ips = ours[name][fast]
         gemms, batch = preset_gemms(name)  # GFLOP/s and the last column count the same multiplies
         gflop = sum(2 * m * k * n for m, k, n in gemms) / batch / 1e9
-        k = keras.get(name, {})
-        best = max(k, key=k.get) if k else None
-        rows.append([name, str(batch), f"{k['fit']:,.0f}" if "fit" in k else "-",
-                     f"{k[best]:,.0f} ({best})" if best else "-", f"{ours[name]['fp32']:,.0f}",
-                     f"{ours[name]['bf16']:,.0f}", f"{ips:,.0f} ({fast})",
-                     f"{ips / k[best]:.2f}x" if best else "-", f"{ips * gflop:.0f}", f"{ips * gflop / peak[fast]:.0%}",
+        bests = {side: max(peers[side][name].items(), key=lambda kv: kv[1], default=None) for side in keras_sides}
+        best_keras = max((b[1] for b in bests.values() if b), default=None)
+        plain = peers["plain PyTorch"][name].get("plain loop")
+        rows.append([name, str(batch), *[f"{b[1]:,.0f} ({b[0]})" if b else "-" for b in bests.values()],
+                     f"{plain:,.0f}", f"{ours[name]['fp32']:,.0f}", f"{ours[name]['bf16']:,.0f}",
+                     f"{ips:,.0f} ({fast})", f"{ips / best_keras:.2f}x" if best_keras else "-", f"{ips / plain:.2f}x",
+                     f"{ips * gflop:.0f}", f"{ips * gflop / peak[fast]:.0%}",
                      f"{gemm_ceiling(gemms, DTYPES[fast]) / peak[fast]:.0%}"])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     for r in [head, ["-" * w for w in widths]] + rows:

@@ -26,6 +26,7 @@ from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.models import blocks
 from cnnlab.models.conv import Conv2d
+from cnnlab.models.dropout import Dropout
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "gelu": nn.GELU,
                "leaky_relu": nn.LeakyReLU, "linear": None, None: None}
@@ -159,7 +160,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
             rate = layer.get("rate", 0.5)
             if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
                 raise CnnlabError(f"{where}: rate must be in [0, 1)")
-            new = [nn.Dropout(rate)]
+            new = [Dropout(rate)]
         elif kind == "flatten":
             new, shape = [nn.Flatten()], (math.prod(shape),)
         elif kind == "dense":
