@@ -184,7 +184,7 @@ def main():
         return device_table(names, args.device, args.steps, args.repeats)
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    # Each preset at its own default precision (auto: bf16 on CPUs with native bf16; cifar-cnn pins fp32).
+    # Each preset at its own default precision (auto: bf16 on CPUs with native bf16).
     default = {n: "bf16" if uses_bf16(presets.preset(n).precision) else "fp32" for n in names}
     peak = {p: gemm_peak(dtype) for p, dtype in DTYPES.items()}
     print(f"machine: {threads} cores, torch {torch.__version__}; matrix-multiply peak "
