@@ -1,7 +1,8 @@
 """Devices: which one a name means here and the one-line errors for those that are not here; the precision each
 device kind gets (the selection logic, driven with capabilities, not fake GPUs); CPU results unchanged by the
 device plumbing; checkpoints that hold no device; the GPU's reading rhythm (every READ_EVERY steps) still
-stopping at the right step on a NaN; glibc keeping freed memory for the next step. The GPU itself is checked by scripts/gpu_check.sh on a GPU machine."""
+stopping at the right step on a NaN; glibc keeping freed memory for the next step. The GPU itself is checked
+by scripts/gpu_check.sh on a GPU machine."""
 
 import json
 import platform
