@@ -1,13 +1,15 @@
 """Where a training step's time goes: torch.profiler over cnnlab's own Trainer.train_step, each op's self time
 put in one category (matrix multiplies and convolutions, BatchNorm, pooling, activations, dropout, casts and
 layout reorders, the loss, the optimizer, other ops), and what is left of the step's wall time (Python, the
-dispatcher, waiting) as "outside ops".
+dispatcher, waiting) as "outside ops"; and the minor page faults a step takes (memory the kernel maps in as it
+is first written: thousands a step once made cifar-cnn's elementwise ops several times slower).
 
     python bench/profile_step.py [--presets mnist-cnn,cifar-cnn,cifar-fast] [--precision fp32,bf16] [--steps 10]
 """
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -79,12 +81,16 @@ def trainer_for(name: str, precision: str, batches: int) -> tuple:
 
 
 def profile_steps(name: str, precision: str, steps: int) -> tuple:
-    """({category: ms per step}, step wall ms)."""
+    """({category: ms per step}, step wall ms, minor page faults per step)."""
     trainer, data = trainer_for(name, precision, steps)
     bs = trainer.cfg.batch_size
     batches = [(to_input(data.x[i:i + bs], trainer.channels_last), data.y[i:i + bs]) for i in range(0, len(data), bs)]
     for x, y in batches[:3]:  # warm-up: oneDNN picks and caches its kernels on the first calls
         trainer.train_step(x, y, len(y))
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # counted without the profiler, whose records
+    for x, y in batches:                                           # fault and fragment memory themselves
+        trainer.train_step(x, y, len(y))
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(batches)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for x, y in batches:
@@ -94,7 +100,7 @@ def profile_steps(name: str, precision: str, steps: int) -> tuple:
     for event, seconds in op_times(prof.events()):
         spent[category(event)] += seconds * 1000 / len(batches)
     spent["outside ops"] = max(0.0, wall - sum(spent.values()))
-    return spent, wall
+    return spent, wall, faults
 
 
 def main():
@@ -105,14 +111,14 @@ def main():
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(os.sched_getaffinity(0))} cores; "
           f"ms per training step (self time of the ops, by category), {args.steps} steps after 3 untimed")
-    print("| preset | precision | step ms | " + " | ".join(ORDER) + " | not multiplying |")
-    print("|---|---|---|" + "---|" * (len(ORDER) + 1))
+    print("| preset | precision | step ms | " + " | ".join(ORDER) + " | not multiplying | page faults |")
+    print("|---|---|---|" + "---|" * (len(ORDER) + 2))
     for name in args.presets.split(","):
         for precision in args.precision.split(","):
-            spent, wall = profile_steps(name, precision, args.steps)
+            spent, wall, faults = profile_steps(name, precision, args.steps)
             cells = " | ".join(f"{spent.get(c, 0.0):.1f}" for c in ORDER)
             outside = (wall - spent.get("matmul/conv", 0.0)) / wall
-            print(f"| {name} | {precision} | {wall:.1f} | {cells} | {outside:.0%} |", flush=True)
+            print(f"| {name} | {precision} | {wall:.1f} | {cells} | {outside:.0%} | {faults:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
