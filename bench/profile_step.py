@@ -85,16 +85,18 @@ def profile_steps(name: str, precision: str, steps: int) -> tuple:
     trainer, data = trainer_for(name, precision, steps)
     bs = trainer.cfg.batch_size
     batches = [(to_input(data.x[i:i + bs], trainer.channels_last), data.y[i:i + bs]) for i in range(0, len(data), bs)]
-    for x, y in batches[:3]:  # warm-up: oneDNN picks and caches its kernels on the first calls
-        trainer.train_step(x, y, len(y))
+
+    def train_on(some):
+        for x, y in some:
+            trainer.train_step(x, y, len(y))
+
+    train_on(batches[:3])  # warm-up: oneDNN picks and caches its kernels on the first calls
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # counted without the profiler, whose records
-    for x, y in batches:                                           # fault and fragment memory themselves
-        trainer.train_step(x, y, len(y))
+    train_on(batches)                                              # fault and fragment memory themselves
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(batches)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
-        for x, y in batches:
-            trainer.train_step(x, y, len(y))
+        train_on(batches)
         wall = (time.perf_counter() - start) * 1000 / len(batches)
     spent = defaultdict(float)
     for event, seconds in op_times(prof.events()):
