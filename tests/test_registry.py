@@ -37,7 +37,9 @@ def test_a_finished_run_is_recorded_with_its_numbers(real_data, tmp_path):
 
 
 def test_a_killed_run_shows_as_crashed_and_resumes(real_data, tmp_path):
-    cmd = [sys.executable, "-m", "cnnlab", *TRAIN, "--runs", str(tmp_path), "--epochs", "8"]
+    # 500 planned epochs of 1,500 images: the kill lands long before the run could end by itself (with 8 the
+    # child could finish, and release its lock, between the wait below and the check).
+    cmd = [sys.executable, "-m", "cnnlab", *TRAIN, "--runs", str(tmp_path), "--epochs", "500"]
     env = {**os.environ, "CNNLAB_DATA": str(real_data)}
     child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db, deadline = tmp_path / registry.FILENAME, time.monotonic() + 120
@@ -54,14 +56,15 @@ def test_a_killed_run_shows_as_crashed_and_resumes(real_data, tmp_path):
     child.wait()
     [row] = listed(tmp_path, "--status", "crashed")
     assert row["epochs"] >= 1 and row["best_val_accuracy"] is not None  # what it trained is not lost
-    r = cnnlab(*TRAIN, "--runs", tmp_path, "--epochs", 8, env={"CNNLAB_DATA": real_data})
+    target = row["epochs"] + 2  # resumed with fewer planned epochs, so that it finishes soon
+    r = cnnlab(*TRAIN, "--runs", tmp_path, "--epochs", target, env={"CNNLAB_DATA": real_data})
     assert r.returncode == 0 and "resuming digits" in r.stdout, r.stderr
     [row] = listed(tmp_path)
-    assert row["status"] == "finished" and row["epochs"] == 8 and row["test_accuracy"] is not None
+    assert row["status"] == "finished" and row["epochs"] == target and row["test_accuracy"] is not None
 
 
 def test_ctrl_c_is_interrupted_and_a_failure_says_why(real_data, tmp_path):
-    cmd = [sys.executable, "-m", "cnnlab", *TRAIN, "--runs", str(tmp_path), "--epochs", "8"]
+    cmd = [sys.executable, "-m", "cnnlab", *TRAIN, "--runs", str(tmp_path), "--epochs", "500"]  # still going at ^C
     child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "CNNLAB_DATA": str(real_data)},
                              stdout=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
