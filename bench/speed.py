@@ -1,14 +1,15 @@
 """Training speed, cnnlab against Keras 3 (TensorFlow and JAX backends) and a plain PyTorch loop, in one run.
 
 For each of the lab's four presets at its own batch size: training images per second of cnnlab's real
-training loop (Trainer.fit, fp32 and bf16), of Keras (bench/keras_peer.py: model.fit as the lab wrote it,
-and tf.data, XLA and mixed bf16 variants, on TensorFlow and on JAX) and of the loop PyTorch's MNIST example
-writes (bench/torch_peer.py), on synthetic in-memory data; then the ratios of cnnlab at the preset's default
-precision to the best Keras figure and to the plain loop, and the GFLOP/s cnnlab reaches against this machine's
-measured matrix-multiply peak in the precision it uses. Each framework runs in its own process; a preset's
-figures on every side are taken one right after the other. Every figure is the fastest of --repeats timed
-epochs after an untimed first one (tracing, XLA compiling, warm-up), the same rule on both sides: the machine
-is shared, and a stall in one short epoch says nothing about either framework.
+training loop (bench/cnnlab_peer.py: Trainer.fit in fp32, and in bf16 where the CPU has it natively), of Keras
+(bench/keras_peer.py: model.fit as the lab wrote it, and tf.data, XLA and mixed bf16 variants, on TensorFlow
+and on JAX) and of the loop PyTorch's MNIST example writes (bench/torch_peer.py), on synthetic in-memory data;
+then the ratios of cnnlab at the preset's default precision to the best Keras figure and to the plain loop, and
+the GFLOP/s cnnlab reaches against this machine's measured matrix-multiply peak in the precision it uses. Every
+side runs in a fresh process for each preset, and a preset's figures on every side are taken one right after
+the other. Every figure is the fastest of --repeats timed epochs after an untimed first one (tracing, XLA
+compiling, warm-up), the same rule on both sides: the machine is shared, and a stall in one short epoch says
+nothing about either framework.
 
 The last column is a reference for that fraction: the matrix multiplies one training step of the model needs
 (convolutions written as im2col GEMMs: forward, weight gradient, input gradient), each timed alone at its own
@@ -27,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,10 +36,8 @@ import torch
 from cnnlab.core import devices
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets
-from cnnlab.data.datasets import Split
 from cnnlab.models import presets, specs
 from cnnlab.training.optimizers import uses_bf16
-from cnnlab.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 LAB_PRESETS = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the ones the Keras peer builds too
@@ -106,31 +104,11 @@ def gemm_ceiling(gemms: list, dtype: torch.dtype) -> float:
     return sum(2 * m * k * n for m, k, n in gemms) / seconds
 
 
-def cnnlab_speed(name: str, precision: str, steps: int, repeats: int, device: str = "cpu") -> float:
-    """Images/s of the fastest of `repeats` epochs of `steps` batches, after a first untimed one."""
-    cfg = presets.preset(name)
-    cfg.epochs, cfg.precision, cfg.autosave_seconds, cfg.device = 1 + repeats, precision, 0, device
-    cfg.early_stopping.enabled = False
-    n, shape = cfg.batch_size * steps, datasets.BUILTIN[cfg.dataset]["shape"]
-    g = torch.Generator().manual_seed(0)
-    data = Split(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
-                 torch.randint(0, 10, (n,), generator=g))
-    torch.manual_seed(0)
-    model, _ = specs.build(cfg.layers, shape, 10, cfg.init)
-    with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as quiet:
-        stdout, sys.stdout = sys.stdout, quiet  # the progress lines
-        try:
-            history = Trainer(model, cfg, data, None, [], Path(run_dir)).fit()
-        finally:
-            sys.stdout = stdout
-    return n / min(h["seconds"] for h in history[1:])
-
-
 def peer_speeds(script: str, python: str, names: list, steps: int, repeats: int, env: dict | None = None,
-                variants: str | None = None) -> dict:
-    """{preset: {variant: images/s}} from a peer script (keras_peer.py, torch_peer.py) in its own process."""
-    command = [python, str(HERE / script), *names, "--steps", str(steps), "--repeats", str(repeats)]
-    command += ["--variants", variants] if variants else []
+                options: tuple = ()) -> dict:
+    """{preset: {variant: images/s}} from a side's script (cnnlab_peer.py, keras_peer.py, torch_peer.py) in a
+    process of its own."""
+    command = [python, str(HERE / script), *names, "--steps", str(steps), "--repeats", str(repeats), *options]
     out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if out.returncode != 0:
         last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode
@@ -152,8 +130,9 @@ def device_table(names: list, device_name: str, steps: int, repeats: int):
     print("preset | batch | cnnlab fp32 | cnnlab default (precision) | default / fp32")
     for name in names:
         default = devices.precision(device, presets.preset(name).precision)
-        fp32 = cnnlab_speed(name, "fp32", steps, repeats, device_name)
-        fast = fp32 if default == "fp32" else cnnlab_speed(name, default, steps, repeats, device_name)
+        options = ("--device", device_name, "--variants", ",".join(dict.fromkeys(["fp32", default])))
+        got = peer_speeds("cnnlab_peer.py", sys.executable, [name], steps, repeats, options=options)[name]
+        fp32, fast = got["fp32"], got[default]
         print(f"{name} | {presets.preset(name).batch_size} | {fp32:,.0f} | {fast:,.0f} ({default}) | "
               f"{ratio(fast, fp32)}", flush=True)
 
@@ -189,19 +168,22 @@ def main():
     peak = {p: gemm_peak(dtype) for p, dtype in DTYPES.items()}
     print(f"machine: {threads} cores, torch {torch.__version__}; matrix-multiply peak "
           f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")
-    ours, peers = {}, {}  # peers: {side: {preset: {variant: images/s}}}
-    sides = [("plain PyTorch", "torch_peer.py", sys.executable, None, None)]
+    # cnnlab's bf16 only where it is native: elsewhere it is emulated, several times slower than fp32, and
+    # auto trains in fp32 (a Zen 3 EPYC: cifar-cnn 37 img/s in bf16, 496 in fp32).
+    measured = ["fp32", "bf16"] if devices.native_bf16() or "bf16" in default.values() else ["fp32"]
+    sides = [("cnnlab", "cnnlab_peer.py", sys.executable, None, ("--variants", ",".join(measured))),
+             ("plain PyTorch", "torch_peer.py", sys.executable, None, ())]
     if not args.no_keras:
-        sides += [("Keras-TF", "keras_peer.py", args.keras_python, {"KERAS_BACKEND": "tensorflow"}, None)]
+        sides += [("Keras-TF", "keras_peer.py", args.keras_python, {"KERAS_BACKEND": "tensorflow"}, ())]
         sides += [] if args.no_jax else [("Keras-JAX", "keras_peer.py", args.keras_python, {"KERAS_BACKEND": "jax"},
-                                          "fit,bf16")]
+                                          ("--variants", "fit,bf16"))]
+    peers = {}  # {side: {preset: {variant: images/s}}}
     for name in names:  # each preset's sides back to back: the machine's speed drifts over minutes
-        ours[name] = {p: cnnlab_speed(name, p, args.steps, args.repeats) for p in ["fp32", "bf16"]}
-        print(f"  cnnlab {name}: " + ", ".join(f"{p} {v:,.0f} img/s" for p, v in ours[name].items()), flush=True)
-        for side, script, python, env, variants in sides:
-            got = peer_speeds(script, python, [name], args.steps, args.repeats, env, variants).get(name, {})
+        for side, script, python, env, options in sides:
+            got = peer_speeds(script, python, [name], args.steps, args.repeats, env, options).get(name, {})
             peers.setdefault(side, {})[name] = got
             print(f"  {side} {name}: " + ", ".join(f"{v} {ips:,.0f} img/s" for v, ips in got.items()), flush=True)
+    ours = peers["cnnlab"]
     print(f"\ntraining images/s, batch = the lab's, fastest of {args.repeats} epochs of {args.steps} steps, same "
           f"machine, same run")
     keras_sides = [side for side, *_ in sides if side.startswith("Keras")]
@@ -218,13 +200,15 @@ def main():
         best_keras = max((b[1] for b in bests.values() if b), default=None)
         plain = peers["plain PyTorch"][name].get("plain loop")
         rows.append([name, str(batch), *[f"{b[1]:,.0f} ({b[0]})" if b else "-" for b in bests.values()],
-                     f"{plain:,.0f}", f"{ours[name]['fp32']:,.0f}", f"{ours[name]['bf16']:,.0f}",
+                     f"{plain:,.0f}", f"{ours[name]['fp32']:,.0f}", f"{ours[name]['bf16']:,.0f}" if "bf16" in ours[name] else "-",
                      f"{ips:,.0f} ({fast})", ratio(ips, best_keras) if best_keras else "-", ratio(ips, plain),
                      f"{ips * gflop:.0f}", f"{ips * gflop / peak[fast]:.0%}",
                      f"{gemm_ceiling(gemms, DTYPES[fast]) / peak[fast]:.0%}"])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     for r in [head, ["-" * w for w in widths]] + rows:
         print(" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    if "bf16" not in measured:
+        print("cnnlab bf16: not measured, this CPU has no native bf16 (AVX512-BF16 or AMX) and cnnlab trains in fp32")
 
 
 def ratio(ours: float, theirs: float) -> str:
