@@ -9,6 +9,7 @@ import sys
 import time
 
 from cnnlab.experiments import registry
+from cnnlab.models import presets
 from conftest import ROOT, cnnlab
 
 # The lab's MLP on an MNIST subset: a second or so per epoch, so a test can watch, kill and resume it. Momentum
@@ -96,3 +97,27 @@ def test_an_unwritable_registry_does_not_stop_training(real_data, tmp_path):
         pass
     r = cnnlab("runs", "--runs", tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a database" in r.stderr
+
+
+def test_writes_a_lock_held_off_go_in_with_the_next_one(tmp_path, monkeypatch):
+    """Another process holding the registry locked past the wait costs no row, epoch or end: one warning, and
+    the missed writes land, in order, with the first write after the lock is gone."""
+    monkeypatch.setattr(registry, "LOCK_WAIT_S", 0.1)
+    db, said = tmp_path / registry.FILENAME, []
+    registry.connect(db).close()
+    recorder = registry.Recorder(db, tmp_path / "run", said.append)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    recorder.start(presets.preset("mlp"), "mnist", 3_000_000)
+    recorder.epoch([{"val_accuracy": 0.5, "val_loss": 1.0, "seconds": 2.0}])
+    assert len(said) == 1 and "is locked" in said[0] and "tries again" in said[0]
+    holder.execute("ROLLBACK")
+
+    def row():
+        return sqlite3.connect(db).execute("SELECT status, epochs, best_val_accuracy, test_accuracy FROM runs").fetchall()
+    assert row() == []  # nothing went in while the lock was held
+    recorder.epoch([{"val_accuracy": 0.5, "val_loss": 1.0, "seconds": 2.0},
+                    {"val_accuracy": 0.75, "val_loss": 0.5, "seconds": 2.0}])
+    assert row() == [("running", 2, 0.75, None)]
+    recorder.end("finished", {"accuracy": 0.7, "loss": 0.9})
+    assert row() == [("finished", 2, 0.75, 0.7)] and len(said) == 1 and not recorder.broken

@@ -3,7 +3,8 @@
 A training records itself when it starts, after every epoch and when it ends. A process killed outright
 cannot write its end, so a row still marked `running` whose run folder is no longer locked (the OS drops the
 lock when the process dies) is shown as `crashed`: the registry never loses a run, and never lies about one.
-The registry is a convenience: if it cannot be written, training warns once and goes on.
+The registry is a convenience: if it cannot be written, training warns once and goes on. A registry another
+process holds locked past the wait is retried: the writes it missed go in, in order, with the next one.
 """
 
 import json
@@ -11,6 +12,7 @@ import os
 import socket
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from cnnlab.core.locks import is_training
@@ -23,13 +25,14 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     best_val_accuracy REAL, best_val_loss REAL, test_accuracy REAL, test_loss REAL,
     params INTEGER, seconds_per_epoch REAL, message TEXT, config TEXT, path TEXT UNIQUE, host TEXT, pid INTEGER,
     device TEXT)"""
+LOCK_WAIT_S = 30  # how long a write waits for another process's lock on the registry
 STATUSES = ("running", "finished", "stopped early", "interrupted", "failed", "crashed")
 
 
 def connect(db: Path) -> sqlite3.Connection:
     db = Path(db)
     db.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(db, timeout=30)  # several trainings (a sweep, a lab) may write at once: wait, don't fail
+    con = sqlite3.connect(db, timeout=LOCK_WAIT_S)  # several trainings (a sweep, a lab) may write at once: wait, don't fail
     con.row_factory = sqlite3.Row
     con.execute(SCHEMA)
     if "device" not in {row[1] for row in con.execute("PRAGMA table_info(runs)")}:  # a registry from before
@@ -45,17 +48,25 @@ class Recorder:
 
     def __init__(self, db: Path, run_dir: Path, say=print, enabled: bool = True):
         self.db, self.path, self.say, self.broken = Path(db), str(Path(run_dir).resolve()), say, not enabled
+        self.pending = []  # writes a lock held off, oldest first: each one assumes the ones before it went in
 
     def _write(self, sql: str, values: tuple):
         if self.broken:
             return
+        self.pending.append((sql, values))
         try:
-            with connect(self.db) as con:
-                con.execute(sql, values)
-            con.close()
+            with closing(connect(self.db)) as con, con:  # one transaction: all the pending writes or none
+                for statement in self.pending:
+                    con.execute(*statement)
         except sqlite3.Error as e:  # a locked or read-only registry must not cost a training
+            if getattr(e, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                if len(self.pending) == 1:
+                    self.say(f"warning: run registry {self.db} is locked ({e}); training goes on, and the next "
+                             f"write tries again")
+                return
             self.broken = True
             self.say(f"warning: run registry {self.db} not updated ({e}); training goes on")
+        self.pending.clear()
 
     def start(self, cfg, dataset: str, params: int, device: str = "cpu"):
         from cnnlab.core import config
