@@ -155,3 +155,36 @@ def test_a_last_batch_of_one_joins_the_previous_one(tmp_path, mnist_slice):
     t = Trainer(model, cfg, Split(mnist_slice[0].x[:33], mnist_slice[0].y[:33]), None, [], tmp_path)
     t.fit()
     assert t.step == 1
+
+
+class Recorder(Callback):
+    """A user's callback written with Keras' signatures, `logs` required everywhere."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, logs):
+        self.calls.append(("train_begin", logs))
+
+    def on_epoch_begin(self, epoch, logs):
+        self.calls.append(("epoch_begin", epoch, logs))
+
+    def on_epoch_end(self, epoch, logs):
+        self.calls.append(("epoch_end", epoch, dict(logs)))
+
+    def on_train_end(self, logs):
+        self.calls.append(("train_end", logs))
+
+
+def test_every_hook_gets_logs_as_in_keras(tmp_path, mnist_slice):
+    t = make_trainer(tmp_path, mnist_slice, name="sgd", lr=0.05)
+    t.cfg.epochs = 2
+    recorder = Recorder()
+    recorder.set_trainer(t)
+    t.callbacks.append(recorder)
+    history = t.fit()
+    assert [c[0] for c in recorder.calls] == ["train_begin", "epoch_begin", "epoch_end", "epoch_begin", "epoch_end",
+                                              "train_end"]
+    assert recorder.calls[0][1] == {} and recorder.calls[1][1:] == (0, {}) and recorder.calls[3][1] == 1
+    assert recorder.calls[4][2] == history[-1]
+    assert recorder.calls[-1][1] == history[-1]  # on_train_end sees the last epoch's logs, as Keras' fit passes them

@@ -153,7 +153,7 @@ class ReportToOptuna(Callback):
     def __init__(self, trial):
         self.trial, self.pruned = trial, False
 
-    def on_train_begin(self):
+    def on_train_begin(self, logs=None):
         for epoch, logs in enumerate(self.trainer.history):  # a resumed point: its earlier epochs count too
             self.trial.report(logs.get("val_accuracy", 0.0), epoch)
 

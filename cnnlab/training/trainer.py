@@ -138,7 +138,7 @@ class Trainer:
     def fit(self):
         cfg, data = self.cfg, self.train_data
         for cb in self.callbacks:
-            cb.on_train_begin()
+            cb.on_train_begin({})
         starts = batch_starts(len(data), cfg.batch_size)
         steps = len(starts)
         while self.epoch < cfg.epochs and not self.stop_training:
@@ -151,7 +151,7 @@ class Trainer:
                 torch.manual_seed(epoch_seed(cfg.seed, self.epoch) + 1 + 7919 * self.rank)
                 self.loss_sum, self.correct = self.zero_sums()
             for cb in self.callbacks:
-                cb.on_epoch_begin(self.epoch)
+                cb.on_epoch_begin(self.epoch, {})
             for i in range(self.batch, steps):
                 # The batch: this rank's slice of the global batch, augmented, as float pixels.
                 batch = order[starts[i]:starts[i + 1] if i + 1 < steps else len(data)]
@@ -184,8 +184,8 @@ class Trainer:
                 cb.on_epoch_saved(self.epoch - 1, logs)
         if self.averaged is not None:  # as Keras' fit ends with finalize_variable_values
             self.model.load_state_dict(self.averaged.state_dict())
-        for cb in self.callbacks:
-            cb.on_train_end()
+        for cb in self.callbacks:  # as Keras, the last epoch's logs
+            cb.on_train_end(dict(self.history[-1]) if self.history else {})
         return self.history
 
     def after_steps(self, i: int, seen: int):

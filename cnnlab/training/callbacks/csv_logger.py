@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from cnnlab.core.checkpoints import atomic_write
-from cnnlab.training.callbacks import Callback
+from cnnlab.training.callbacks.base import Callback
 
 
 class CSVLogger(Callback):

@@ -11,7 +11,7 @@ Keras 3 semantics, kept exactly because students compare with Keras runs:
 
 import copy
 
-from cnnlab.training.callbacks import Callback, resolve_mode
+from cnnlab.training.callbacks.base import Callback, improves, resolve_mode
 
 
 class EarlyStopping(Callback):
@@ -27,13 +27,6 @@ class EarlyStopping(Callback):
         """Forget everything seen so far, as Keras does at the start of every fit()."""
         self.wait, self.stopped_epoch, self.best, self.best_epoch, self.best_weights = 0, -1, None, -1, None
 
-    def _improves(self, value, reference) -> bool:
-        if reference is None:
-            return True
-        if self.mode == "min":
-            return value < reference - self.min_delta
-        return value > reference + self.min_delta
-
     def on_epoch_end(self, epoch, logs):
         current = logs.get(self.monitor)
         if current is None or epoch < self.start_from_epoch:
@@ -41,18 +34,18 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights, self.best_epoch = self._weights(), epoch
         self.wait += 1
-        if self._improves(current, self.best):
+        if improves(self.mode, current, self.best, self.min_delta):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self._weights()
-            if self.baseline is None or self._improves(current, self.baseline):
+            if self.baseline is None or improves(self.mode, current, self.baseline, self.min_delta):
                 self.wait = 0
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
 
-    def on_train_end(self):
+    def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             self.trainer.model.load_state_dict(self.best_weights)
             self.trainer.restored_epoch = self.best_epoch

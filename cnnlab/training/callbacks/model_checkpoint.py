@@ -5,7 +5,7 @@ value: "epoch{epoch:03d}-{val_loss:.3f}.pt". With save_best_only, "improves" mea
 every earlier epoch (no min_delta, as in Keras).
 """
 
-from cnnlab.training.callbacks import Callback, resolve_mode, worst
+from cnnlab.training.callbacks.base import Callback, improves, resolve_mode, worst
 
 
 class ModelCheckpoint(Callback):
@@ -21,8 +21,7 @@ class ModelCheckpoint(Callback):
             current = logs.get(self.monitor)
             if current is None:
                 return
-            better = current < self.best if self.mode == "min" else current > self.best
-            if not better:
+            if not improves(self.mode, current, self.best):
                 return
             self.best = current
         self.trainer.save_model(path, epoch, logs)

@@ -3,7 +3,7 @@ printed once the epoch is saved, everywhere (CI logs stay readable: no bar where
 
 import sys
 
-from cnnlab.training.callbacks import Callback
+from cnnlab.training.callbacks.base import Callback
 
 
 def format_logs(logs: dict) -> str:

@@ -4,7 +4,7 @@ Keras semantics: improvement means better by more than `min_delta`; after a redu
 pass before waiting starts again; the rate never goes below `min_lr`.
 """
 
-from cnnlab.training.callbacks import Callback, resolve_mode, worst
+from cnnlab.training.callbacks.base import Callback, improves, resolve_mode, worst
 
 
 class ReduceLROnPlateau(Callback):
@@ -25,9 +25,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        better = (current < self.best - self.min_delta if self.mode == "min"
-                  else current > self.best + self.min_delta)
-        if better:
+        if improves(self.mode, current, self.best, self.min_delta):
             self.best, self.wait = current, 0
         elif self.cooldown_counter <= 0:
             self.wait += 1

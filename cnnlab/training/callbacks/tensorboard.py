@@ -8,14 +8,14 @@ runs/NAME/tensorboard` shows them. A resumed run purges events from the epoch it
 from pathlib import Path
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.training.callbacks import Callback
+from cnnlab.training.callbacks.base import Callback
 
 
 class TensorBoard(Callback):
     def __init__(self, log_dir: str):
         self.log_dir, self.writers = Path(log_dir), {}
 
-    def on_train_begin(self):
+    def on_train_begin(self, logs=None):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -35,6 +35,6 @@ class TensorBoard(Callback):
         for w in self.writers.values():
             w.flush()  # an epoch on screen is an epoch in TensorBoard, even if the process is killed next
 
-    def on_train_end(self):
+    def on_train_end(self, logs=None):
         for w in self.writers.values():
             w.close()

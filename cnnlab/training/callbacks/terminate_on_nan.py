@@ -7,7 +7,7 @@ saved before them, and tells a re-run with the same settings that it would diver
 import math
 
 from cnnlab.training import divergence
-from cnnlab.training.callbacks import Callback
+from cnnlab.training.callbacks.base import Callback
 
 
 class TerminateOnNaN(Callback):
