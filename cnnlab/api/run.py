@@ -14,6 +14,7 @@ from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.arrays import images_from_array, labels_from_array
 from cnnlab.experiments import runs
+from cnnlab.models import inference
 from cnnlab.models.inference import Evaluation
 from cnnlab.reports import facts, plots
 from cnnlab.reports import report as _report
@@ -94,7 +95,7 @@ class Run:
 
     def evaluate(self, which: str = "best", data_dir=None) -> Evaluation:
         """Test loss, accuracy, per-class accuracy and confusion of the best (or last) weights on the run's test set."""
-        return runs.evaluate_run(self.path, which, data_dir)
+        return inference.evaluate_run(self.path, which, data_dir)[0]
 
     def predict(self, images, which: str = "best"):
         """Classes and probabilities for file paths, PIL images or a numpy/tensor batch (see Model.predict)."""

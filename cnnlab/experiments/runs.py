@@ -258,24 +258,6 @@ def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: floa
     return result
 
 
-def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None) -> inference.Evaluation:
-    """Test metrics of a run's best (ModelCheckpoint's newest file) or last weights, on the run's own test set."""
-    state, path, note = checkpoints.load_run_model(Path(run_dir), which)
-    try:
-        cfg = config.from_dict(state["config"])
-    except (KeyError, TypeError) as e:
-        raise CnnlabError(f"{path} holds no usable config ({type(e).__name__}: {e})") from None
-    inference.set_threads(cfg.threads)
-    ds, _, _ = prepare_data(cfg, data_dir, state.get("about", {}).get("data_digest", ""))
-    if not len(ds.test):
-        raise CnnlabError(f"{run_dir} has no test set (trained from arrays without validation_data)")
-    model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
-    laid_out = inference.channels_last_layout(model, cfg.channels_last)  # as training scored it
-    test = inference.evaluate(model, ds.test, len(ds.classes), ds.classes, channels_last=laid_out)
-    test.checkpoint, test.epoch, test.note = str(path), state["epoch"], note
-    return test
-
-
 def run_folder(runs: str, name: str) -> Path:
     """Only a plain name: a fresh start empties this folder, so it must never be `..`, `/` or a path elsewhere."""
     if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:

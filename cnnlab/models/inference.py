@@ -4,11 +4,15 @@
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.datasets import Split
+from cnnlab.core import checkpoints, config
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data.datasets import Dataset, Split
+from cnnlab.data.splits import prepare_data
 from cnnlab.data.transforms import to_input
 from cnnlab.models import specs
 
@@ -130,3 +134,25 @@ def set_threads(requested: int = 0, processes: int = 1) -> int:
     n = requested or max(1, len(os.sched_getaffinity(0)) // processes)
     torch.set_num_threads(n)
     return n
+
+
+def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None,
+                 keep_probabilities: bool = False) -> tuple[Evaluation, Dataset]:
+    """A run's best (ModelCheckpoint's newest file, else last.pt) or last weights scored on the run's own test
+    set, with the threads and memory layout it trained with; the Evaluation names the checkpoint, its epoch and
+    any note. Returned with the data set, whose test pictures the report shows."""
+    state, path, note = checkpoints.load_run_model(Path(run_dir), which)
+    try:
+        cfg = config.from_dict(state["config"])
+    except (KeyError, TypeError) as e:
+        raise CnnlabError(f"{path} holds no usable config ({type(e).__name__}: {e})") from None
+    set_threads(cfg.threads)
+    ds, _, _ = prepare_data(cfg, data_dir, state.get("about", {}).get("data_digest", ""))
+    if not len(ds.test):
+        raise CnnlabError(f"{run_dir} has no test set (trained from arrays without validation_data)")
+    model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
+    laid_out = channels_last_layout(model, cfg.channels_last)  # as training scored it
+    test = evaluate(model, ds.test, len(ds.classes), ds.classes, keep_probabilities=keep_probabilities,
+                    channels_last=laid_out)
+    test.checkpoint, test.epoch, test.note = str(path), state["epoch"], note
+    return test, ds

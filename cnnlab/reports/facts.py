@@ -14,7 +14,6 @@ from pathlib import Path
 from cnnlab.core import checkpoints, config, paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import is_training
-from cnnlab.data.splits import prepare_data
 from cnnlab.models import inference, specs
 from cnnlab.reports import verdict
 
@@ -185,19 +184,14 @@ def hyperparameters(cfg, classes: int, params, flops) -> list:
     return rows
 
 
-def score_test_set(run_dir: Path, cfg, data_dir: str | None) -> TestAnalysis:
+def score_test_set(run_dir: Path, data_dir: str | None) -> TestAnalysis:
     """Score the best weights (ModelCheckpoint's newest file, else last.pt) on the run's own test set, once."""
-    state, path, note = checkpoints.load_run_model(run_dir, "best")
-    inference.set_threads(cfg.threads)
-    ds, _, _ = prepare_data(cfg, data_dir, state.get("about", {}).get("data_digest", ""))
-    model = specs.from_state(state, ds.input_shape, len(ds.classes), path)
-    laid_out = inference.channels_last_layout(model, cfg.channels_last)  # as training scored it
-    scored = inference.evaluate(model, ds.test, len(ds.classes), ds.classes, keep_probabilities=True,
-                                channels_last=laid_out)
+    scored, ds = inference.evaluate_run(run_dir, "best", data_dir, keep_probabilities=True)
     conf, pred = scored.probabilities.max(1)
     wrong = (pred != ds.test.y).nonzero().flatten()
     wrong = wrong[conf[wrong].argsort(descending=True)][:ERRORS_SHOWN]  # the most confident mistakes teach most
-    return TestAnalysis(path.name, state["epoch"], note, ds.classes, scored.loss, scored.accuracy, scored.confusion,
+    return TestAnalysis(Path(scored.checkpoint).name, scored.epoch, scored.note, ds.classes, scored.loss,
+                        scored.accuracy, scored.confusion,
                         [(ds.test.x[i], int(ds.test.y[i]), int(pred[i]), float(conf[i])) for i in wrong.tolist()])
 
 
@@ -218,7 +212,7 @@ def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> RunFa
     test = None
     if evaluate:
         try:
-            test = score_test_set(run_dir, cfg, data_dir)
+            test = score_test_set(run_dir, data_dir)
         except (CnnlabError, OSError) as e:
             notes.append(f"test-set analysis unavailable: {e}")
     classes = about.get("classes") or (results or {}).get("classes") or (test.classes if test else [])
