@@ -3,7 +3,7 @@ import tomllib
 
 import pytest
 
-from cnnlab.core import config
+from cnnlab.core import config, validation
 from cnnlab.core.errors import CnnlabError
 from cnnlab.models import presets
 
@@ -78,7 +78,7 @@ def test_validation_metrics_vanish_without_a_validation_set():
     cfg = presets.preset("cifar-cnn")  # early stopping and best-only checkpoint watch val_loss
     config.set_value(cfg, "val_split", 0.0)
     with pytest.raises(CnnlabError, match="'val_loss' is not a logged metric; choose one of loss, accuracy, lr"):
-        config.validate(cfg)
+        validation.validate(cfg)
 
 
 def test_dataset_aliases_are_canonical():

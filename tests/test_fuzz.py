@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from cnnlab.core import config
+from cnnlab.core import config, validation
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import folders, formats
 from cnnlab.models import specs
@@ -155,7 +155,7 @@ layer = st.dictionaries(st.sampled_from(["type", "filters", "kernel", "padding",
 def test_config_and_model_spec(d, layers, set_item):
     def check():
         cfg = config.from_dict(d)
-        config.validate(cfg)
+        validation.validate(cfg)
         config.set_value(cfg, *config.parse_set(set_item))
         return cfg
     clean_error_or_arrays(check)

@@ -223,6 +223,10 @@ def test_a_taken_port_or_a_missing_model_is_one_line(served, tmp_path):
         serve.make_server(served[1], port=served[0])
     with pytest.raises(CnnlabError, match="port must be from 0 to 65535"):
         serve.make_server(served[1], port=70000)
+    with pytest.raises(CnnlabError, match="max_batch .--max-batch. must be from 1 to 4096, got 0"):
+        serve.make_server(served[1], max_batch=0)
+    r = cnnlab("serve", served[1], "--max-batch", 5000)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "must be from 1 to 4096, got 5000" in r.stderr
     r = cnnlab("serve", tmp_path / "nothing-here", "--port", 0)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such run folder or model file" in r.stderr
 

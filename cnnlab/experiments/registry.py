@@ -26,7 +26,9 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     params INTEGER, seconds_per_epoch REAL, message TEXT, config TEXT, path TEXT UNIQUE, host TEXT, pid INTEGER,
     device TEXT)"""
 LOCK_WAIT_S = 30  # how long a write waits for another process's lock on the registry
-STATUSES = ("running", "finished", "stopped early", "interrupted", "failed", "crashed")
+# Every status a run can have in the registry: "pruned" is a sweep trial the pruner stopped; "running?" another
+# host's run, which this one cannot check
+STATUSES = ("running", "running?", "finished", "stopped early", "pruned", "interrupted", "failed", "crashed")
 
 
 def connect(db: Path) -> sqlite3.Connection:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.core import checkpoints, config, devices, paths
+from cnnlab.core import checkpoints, config, devices, paths, validation
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import lock
 from cnnlab.data import datasets
@@ -72,7 +72,7 @@ def train_run(cfg: config.Config, run_dir: Path, data_dir: str | None = None, fr
               registry_db: Path | None = None, extra_callbacks=()):
     """Train (or resume) the run in `run_dir`; it is recorded in `registry_db` (default: beside the run). A run
     that fails before it has written anything (bad data, a model that does not fit it) leaves no folder behind."""
-    config.validate(cfg)
+    validation.validate(cfg)
     run_dir, new = Path(run_dir), not Path(run_dir).exists()
     device = devices.resolve(cfg.device)  # a device that is not here stops the run before anything is written
     distributed.init(device.type)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.core import config
+from cnnlab.core import config, validation
 from cnnlab.core.errors import CnnlabError
 from cnnlab.experiments import registry
 from cnnlab.training.callbacks import Callback
@@ -72,7 +72,7 @@ def configure(base: config.Config, params: dict) -> config.Config:
     cfg = config.from_dict({}, base)
     for key, value in params.items():
         config.set_value(cfg, key, value)
-    config.validate(cfg)
+    validation.validate(cfg)
     return cfg
 
 

@@ -4,8 +4,9 @@ import copy
 from pathlib import Path
 
 from cnnlab.core import devices, paths
-from cnnlab.core.config import Config, from_dict, load_toml, set_value, validate
+from cnnlab.core.config import Config, from_dict, load_toml, set_value
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.validation import validate
 from cnnlab.data.sources import BUILTIN, canonical_name, jpeg_copy
 from cnnlab.models import specs
 

@@ -35,6 +35,7 @@ from cnnlab.serving.openapi import openapi
 MAX_UPLOAD_BYTES = 8 << 20
 MAX_PIXELS = pictures.MAX_PIXELS
 MAX_K = 1000
+MAX_BATCH = 4096  # pictures in one pass of the batcher: 4,096 at 224 px are 2.5 GB of float input
 
 # Leading bytes of the formats `predict` reads. Anything else is refused before PIL sees it, so PIL's rarer
 # parsers (EPS, which would start Ghostscript, among them) never run on a client's bytes.
@@ -263,6 +264,8 @@ def make_server(model_path: Path, host: str = "127.0.0.1", port: int = 8000, qui
     max_batch 1 runs the model once per picture."""
     if not 0 <= port <= 65535:
         raise CnnlabError(f"port must be from 0 to 65535 (0: any free port), got {port}")
+    if not 1 <= max_batch <= MAX_BATCH:
+        raise CnnlabError(f"max_batch (--max-batch) must be from 1 to {MAX_BATCH}, got {max_batch}")
     app = App(Path(model_path), max_batch)  # first: a bad model file is reported before a port is taken
     try:
         server = Server((host, port), Handler, max_connections, deadline_s)
