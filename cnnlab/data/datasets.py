@@ -135,9 +135,8 @@ def _is_cifar_tarball(path: Path) -> bool:
         return False
 
 
-DECODER_VERSION = 5  # bump when decoding changes what arrays a file gives (2: Lanczos when shrinking; 3: an
-# enlarged picture is shrunk to its values at the small grid's pixel centres; 4: EXIF orientation, alpha on
-# white, 16-bit depth scaled, JPEG draft decoding at image_size; 5: other big pictures box-reduced while decoding)
+DECODER_VERSION = 5  # bump when decoding changes what arrays a file gives: cached arrays of another version are
+# decoded again
 KEYS = ("train_x", "train_y", "test_x", "test_y")
 
 

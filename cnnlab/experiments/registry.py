@@ -40,8 +40,9 @@ def connect(db: Path) -> sqlite3.Connection:
     if "device" not in {row[1] for row in con.execute("PRAGMA table_info(runs)")}:  # a registry from before
         try:
             con.execute("ALTER TABLE runs ADD COLUMN device TEXT")
-        except sqlite3.OperationalError:  # another process added it first
-            pass
+        except sqlite3.OperationalError as e:
+            if "duplicate column" not in str(e):  # another process added it first; anything else is real
+                raise
     return con
 
 

@@ -1,7 +1,8 @@
 """What a run folder says about itself, for reports, `cnnlab compare` and the lab: its config, history and status
 (finished, running or crashed, and why it stopped), its hyperparameters as the lab tabulates them, its size,
-its fit verdict, and, on request, its best weights scored on the test set. A damaged file becomes a note,
-never an exception: a crashed run is reported, not skipped.
+its fit verdict, and, on request, its best weights scored on the test set. A damaged checkpoint, results.json or
+test-set analysis becomes a note, a damaged metrics.csv gives way to the checkpoint's copy of the history, and a
+crashed run is reported, not skipped; only a folder with no readable config at all is an error.
 """
 
 import csv
@@ -85,7 +86,7 @@ def read_history(run_dir: Path, state: dict | None) -> list:
         rows = csv.DictReader(io.StringIO(paths.read_text(run_dir / "metrics.csv", "metrics"), newline=""))
         return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
                 for row in rows]
-    except (OSError, ValueError):  # CnnlabError (not a regular file) among them
+    except (OSError, ValueError):  # CnnlabError (not a regular file) among them: the checkpoint keeps a copy
         return [{"epoch": i + 1, **h} for i, h in enumerate((state or {}).get("history", []))]
 
 

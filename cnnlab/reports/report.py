@@ -1,11 +1,11 @@
 """`cnnlab report RUN...`: report.md and a self-contained report.html answering the lab's questions per run.
 
 Per run: the hyperparameters as the lab tabulates them, final and best accuracy and loss, why training
-stopped, the fit verdict (cnnlab.verdict) with its evidence, the learning curves, and what the model gets
+stopped, the fit verdict (cnnlab.reports.verdict) with its evidence, the learning curves, and what the model gets
 wrong on the test set (confusion matrix, per-class accuracy, most confused pairs, misclassified images).
 Across runs: one comparison table and overlaid validation curves. A run without results.json (crashed,
 interrupted, still training) is reported as such from its metrics.csv and checkpoints, never skipped. The
-facts come from cnnlab.run_facts; this module lays them out.
+facts come from cnnlab.reports.facts; this module lays them out.
 """
 
 from pathlib import Path

@@ -24,7 +24,7 @@ from cnnlab.models import inference
 from cnnlab.serving import predict
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-MAX_PROB_DIFF = 1e-4  # the parity bar: probabilities, not logits
+MAX_PROB_DIFF = 1e-4  # on probabilities, not logits: what a user of the exported file reads
 MIN_TOP1_AGREEMENT = 0.999
 
 

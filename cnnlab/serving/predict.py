@@ -15,8 +15,6 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.data import pictures
 from cnnlab.models import inference, specs
 
-SUFFIXES = pictures.SUFFIXES
-
 
 def load_model(path: Path):
     """(model in eval mode, about) from a run folder or a checkpoint file."""
@@ -79,7 +77,7 @@ def classify_files(model, about: dict, files: list, k: int = 3) -> list:
     """{"file", "top": [{"class", "probability"}]} per file, or {"file", "error"}: one at a time, so a broken
     file costs only its own entry."""
     if not files:
-        raise CnnlabError("no images given (files or folders of .png/.jpg/.bmp/.gif)")
+        raise CnnlabError(f"no images given (files or folders of {', '.join(sorted(pictures.SUFFIXES))})")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise CnnlabError(f"top-k must be a whole number of at least 1, got {k!r}")
     results = []
@@ -99,7 +97,7 @@ def expand(named) -> list:
     out = []
     for p in map(Path, named):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in pictures.SUFFIXES)
         else:  # a missing file gets its own error entry; a FIFO or device named here stops the command
             out.append(paths.regular_file(p, "image") if p.exists() else p)
     return out

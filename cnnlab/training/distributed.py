@@ -77,7 +77,8 @@ def shard(indices: torch.Tensor) -> torch.Tensor:
 
 def launch(argv: list, procs: int) -> int:
     """`cnnlab train --procs N ...`: run torchrun on this machine with the same arguments and report how it
-    ended in one line. Rank 0's output passes through; torchrun's own report goes to the run's log file."""
+    ended in one line. Rank 0's output passes through; torchrun's own report goes to a log file in the temporary folder, which
+    the error names."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
            "-m", "cnnlab", *_without_option(argv, "--procs")]  # each rank is one process
     child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
