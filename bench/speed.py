@@ -37,7 +37,6 @@ from cnnlab.core import devices
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import datasets
 from cnnlab.models import presets, specs
-from cnnlab.training.optimizers import uses_bf16
 
 HERE = Path(__file__).resolve().parent
 LAB_PRESETS = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the ones the Keras peer builds too
@@ -164,7 +163,8 @@ def main():
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     # Each preset at its own default precision (auto: bf16 on CPUs with native bf16).
-    default = {n: "bf16" if uses_bf16(presets.preset(n).precision) else "fp32" for n in names}
+    default = {n: devices.choose_precision("cpu", presets.preset(n).precision, cpu_bf16=devices.native_bf16())
+               for n in names}
     peak = {p: gemm_peak(dtype) for p, dtype in DTYPES.items()}
     print(f"machine: {threads} cores, torch {torch.__version__}; matrix-multiply peak "
           f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")

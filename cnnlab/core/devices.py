@@ -83,6 +83,24 @@ def precision(device: torch.device, wanted: str) -> str:
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """The dtype an epoch's loss sum is kept in on `device`: float64, except on MPS, which has none."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_threads(requested: int = 0, processes: int = 1) -> int:
+    """Torch's thread count: `requested`, or this process's share of the cores. Ranks on one machine share its
+    cores (two 2-thread processes on 2 cores thrash)."""
+    n = requested or max(1, cores() // processes)
+    torch.set_num_threads(n)
+    return n
+
+
 def scaler_settings(kind: str, chosen_precision: str) -> dict | None:
     """torch.amp.GradScaler's arguments for training on `kind` in `chosen_precision`, or None for no scaler. On
     CUDA every precision gets one, for its skip of a non-finite step on the device (no host wait): fp16 with

@@ -2,12 +2,12 @@
 or zip directly, a tar as a stream in its own order, never decompressed twice per member), and handed to a pool
 of threads a bounded window at a time, so memory holds a few files per core, not the archive."""
 
-import os
 import tarfile
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 
+from cnnlab.core import devices
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.formats import ARCHIVE_ERRORS, read_limited
 
@@ -17,9 +17,7 @@ WINDOW = 4  # files in flight per thread: enough to keep every core decoding whi
 
 def threads_for(threads: int = 0) -> int:
     """`threads`, or one per core this process may use."""
-    if threads:
-        return threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return threads or devices.cores()
 
 
 class Source:

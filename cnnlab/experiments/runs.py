@@ -18,7 +18,7 @@ from cnnlab.core.locks import lock
 from cnnlab.data import datasets
 from cnnlab.data.splits import prepare_data
 from cnnlab.experiments import registry
-from cnnlab.models import inference, presets, specs
+from cnnlab.models import presets, specs
 from cnnlab.reports import plots
 from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import (
@@ -127,7 +127,7 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
             say(f"{run_dir.name} already finished at epoch {state['epoch']}: {scored} (results.json); use "
                 f"--epochs N to extend or --fresh")
             return result
-    threads = inference.set_threads(cfg.threads, distributed.world_size())
+    threads = devices.set_threads(cfg.threads, distributed.world_size())
     device = distributed.device(devices.resolve(cfg.device))
     ds, train, val = prepare_data(cfg, data_dir)
     say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "

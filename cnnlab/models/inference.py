@@ -2,14 +2,13 @@
 (the epochs' validation, results.json's test scores, `cnnlab evaluate`, the report's confusion matrix,
 `Run.evaluate`)."""
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.core import checkpoints, config
+from cnnlab.core import checkpoints, config, devices
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.datasets import Dataset, Split
 from cnnlab.data.splits import prepare_data
@@ -106,7 +105,7 @@ def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: lis
     reproduce. With several ranks each scores every world-th chunk and `all_sum` adds the ranks' sums."""
     model.eval()
     device = data.x.device
-    loss_sum = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    loss_sum = torch.zeros((), dtype=devices.sum_dtype(device), device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64)  # counted on the CPU: CUDA's bincount
     # is not among the deterministic kernels
     kept = []
@@ -128,14 +127,6 @@ def evaluate(model: torch.nn.Module, data: Split, num_classes: int, classes: lis
                       classes=list(classes or []), probabilities=torch.cat(kept).cpu() if kept else None)
 
 
-def set_threads(requested: int = 0, processes: int = 1) -> int:
-    """Torch's thread count: `requested`, or this process's share of the cores. Ranks on one machine share its
-    cores (two 2-thread processes on 2 cores thrash)."""
-    n = requested or max(1, len(os.sched_getaffinity(0)) // processes)
-    torch.set_num_threads(n)
-    return n
-
-
 def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None,
                  keep_probabilities: bool = False) -> tuple[Evaluation, Dataset]:
     """A run's best (ModelCheckpoint's newest file, else last.pt) or last weights scored on the run's own test
@@ -146,7 +137,7 @@ def evaluate_run(run_dir: Path, which: str = "best", data_dir: str | None = None
         cfg = config.from_dict(state["config"])
     except (KeyError, TypeError) as e:
         raise CnnlabError(f"{path} holds no usable config ({type(e).__name__}: {e})") from None
-    set_threads(cfg.threads)
+    devices.set_threads(cfg.threads)
     ds, _, _ = prepare_data(cfg, data_dir, state.get("about", {}).get("data_digest", ""))
     if not len(ds.test):
         raise CnnlabError(f"{run_dir} has no test set (trained from arrays without validation_data)")

@@ -12,7 +12,6 @@ import email.policy
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import sys
 import threading
@@ -25,7 +24,7 @@ from urllib.parse import parse_qs
 
 import torch
 
-from cnnlab.core import __version__
+from cnnlab.core import __version__, devices
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import pictures
 from cnnlab.serving import connections, predict
@@ -82,7 +81,7 @@ class App:
         self.model, self.about = predict.load_model(model_path)
         self.batcher = Batcher(self.model, max_batch)
         self.page, self.csp = load_page()
-        self.slots = threading.BoundedSemaphore(len(os.sched_getaffinity(0)))
+        self.slots = threading.BoundedSemaphore(devices.cores())
         self.info = {
             "classes": self.about["classes"], "input_shape": self.about["input_shape"],
             "dataset": self.about.get("dataset", ""),

@@ -1,8 +1,8 @@
-"""The optimizers a config names, and the training precision this CPU gets (core/devices.py for any device)."""
+"""The optimizers a config names."""
 
 import torch
 
-from cnnlab.core import config, devices
+from cnnlab.core import config
 
 
 def make_optimizer(params, o: config.OptimizerConfig) -> torch.optim.Optimizer:
@@ -17,8 +17,3 @@ def make_optimizer(params, o: config.OptimizerConfig) -> torch.optim.Optimizer:
                    fused=True)
     return torch.optim.RMSprop(params, lr=o.lr, alpha=o.rho, eps=o.epsilon, momentum=o.momentum,
                                weight_decay=o.weight_decay)
-
-
-def uses_bf16(precision: str) -> bool:
-    """On this machine's CPU."""
-    return devices.choose_precision("cpu", precision, cpu_bf16=devices.native_bf16()) == "bf16"

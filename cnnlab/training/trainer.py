@@ -202,7 +202,7 @@ class Trainer:
 
     def zero_sums(self) -> tuple:
         """The epoch's loss and correct-answer sums, kept on the device (MPS has no float64)."""
-        return (torch.zeros((), dtype=torch.float32 if self.device.type == "mps" else torch.float64, device=self.device),
+        return (torch.zeros((), dtype=devices.sum_dtype(self.device), device=self.device),
                 torch.zeros((), dtype=torch.int64, device=self.device))
 
     @property
