@@ -15,6 +15,7 @@ from cnnlab.experiments import lab_figures
 from cnnlab.experiments.runs import train_run
 from cnnlab.models import presets
 from cnnlab.reports import facts, report
+from cnnlab.reports.report import number
 
 LAB = ["mlp", "mlp-deep", "mnist-cnn", "cifar-cnn"]  # the lab's order; the CIFAR ones need CIFAR-10
 # --quick: enough images and epochs for curves with a shape (the MLPs start to overfit), about 4 minutes on
@@ -72,10 +73,6 @@ def run_lab(runs: Path, quick: bool = False, cifar: str | None = None, data_dir:
     return md, html, seconds
 
 
-def _pct(x) -> str:
-    return "—" if x is None else f"{x:.2%}"
-
-
 def answers(info: dict, quick: bool, seconds: float) -> str:
     """The lab's questions, each answered with this run's measurements."""
     s = {n: info[n].summary for n in LAB}
@@ -119,8 +116,8 @@ def answers(info: dict, quick: bool, seconds: float) -> str:
     for name, r in (("mlp", mlp), ("mlp-deep", deep)):
         label, ev = r.verdict.label, r.verdict.evidence
         why = "; ".join(ev.get("reasons", [])) or "none of the over- or underfitting conditions holds"
-        lines.append(f"- **{name}: {label}.** Last epoch: train accuracy {_pct(ev.get('train_accuracy'))}, "
-                     f"validation {_pct(ev.get('val_accuracy'))} (gap {ev.get('gap', 0) * 100:.1f} points); "
+        lines.append(f"- **{name}: {label}.** Last epoch: train accuracy {number(ev.get('train_accuracy'), '.2%')}, "
+                     f"validation {number(ev.get('val_accuracy'), '.2%')} (gap {ev.get('gap', 0) * 100:.1f} points); "
                      f"validation loss lowest at epoch {ev.get('best_val_loss_epoch')} of {ev.get('epochs')}. "
                      f"Why: {why}.")
     lines += ["", f"The rule: {mlp.verdict.rule}", "",
@@ -129,7 +126,7 @@ def answers(info: dict, quick: bool, seconds: float) -> str:
               "## Why does a CNN beat a dense network on images?",
               _cnn_vs_dense(s["mlp"], s["cifar-cnn"], mlp.verdict.label), "",
               "## The CNN on MNIST",
-              f"mnist-cnn reached **{_pct(s['mnist-cnn'].test_accuracy)}** test accuracy in "
+              f"mnist-cnn reached **{number(s['mnist-cnn'].test_accuracy, '.2%')}** test accuracy in "
               f"{s['mnist-cnn'].epochs} epoch(s) ({mcnn.stopped}), with {s['mnist-cnn'].params:,} "
               f"parameters, at {s['mnist-cnn'].sec_per_epoch:.1f} s per epoch. It was saved every epoch by "
               f"ModelCheckpoint and watched by EarlyStopping(min_delta={mcnn.cfg.early_stopping.min_delta}, "
@@ -148,8 +145,9 @@ def _input_shape(r: dict) -> tuple:
 def _deeper(a: dict, b: dict, ev_a: dict, ev_b: dict) -> str:
     return (f"mlp-deep has {b.params:,} parameters ({b.params / a.params:.2f}x mlp's) and takes "
             f"{b.sec_per_epoch:.1f} s per epoch (mlp: {a.sec_per_epoch:.1f} s). Best validation accuracy "
-            f"{_pct(b.best_val_accuracy)} vs {_pct(a.best_val_accuracy)}; test {_pct(b.test_accuracy)} vs "
-            f"{_pct(a.test_accuracy)}. Train-validation gap at the end: {ev_b.get('gap', 0) * 100:.1f} vs "
+            f"{number(b.best_val_accuracy, '.2%')} vs {number(a.best_val_accuracy, '.2%')}; "
+            f"test {number(b.test_accuracy, '.2%')} vs "
+            f"{number(a.test_accuracy, '.2%')}. Train-validation gap at the end: {ev_b.get('gap', 0) * 100:.1f} vs "
             f"{ev_a.get('gap', 0) * 100:.1f} points. More capacity and Adam fit the training images faster; "
             f"whether that helps unseen images is what the validation column says.")
 
@@ -157,8 +155,8 @@ def _deeper(a: dict, b: dict, ev_a: dict, ev_b: dict) -> str:
 def _cnn_vs_dense(mlp: dict, cnn: dict, mlp_verdict: str) -> str:
     fewer = mlp.params / cnn.params
     gain = ((cnn.test_accuracy or 0) - (mlp.test_accuracy or 0)) * 100
-    return (f"On the same CIFAR-10 images, cifar-cnn reaches **{_pct(cnn.test_accuracy)}** test accuracy against "
-            f"the MLP's **{_pct(mlp.test_accuracy)}** ({gain:+.1f} points) with **{fewer:.1f}x fewer parameters** "
+    return (f"On the same CIFAR-10 images, cifar-cnn reaches **{number(cnn.test_accuracy, '.2%')}** test accuracy against "
+            f"the MLP's **{number(mlp.test_accuracy, '.2%')}** ({gain:+.1f} points) with **{fewer:.1f}x fewer parameters** "
             f"({cnn.params:,} vs {mlp.params:,}), while doing {cnn.flops / mlp.flops:.0f}x the "
             f"arithmetic per image ({cnn.flops / 1e6:.0f} vs {mlp.flops / 1e6:.1f} MFLOPs) and taking "
             f"{cnn.sec_per_epoch:.1f} vs {mlp.sec_per_epoch:.1f} s per epoch. The numbers say why: a "

@@ -8,6 +8,7 @@ text ends at epoch 13, before early stopping ended it.
 """
 
 from cnnlab.reports.facts import RunFacts
+from cnnlab.reports.report import number
 
 LAB_3_2_EPOCHS = [(0.3099, 0.3574), (0.3730, 0.3840), (0.3976, 0.3816), (0.4130, 0.4146)]  # (train, val)
 LAB_5_VAL_LOSS = [1.30976, 1.09879, 1.06799, 0.97033, 0.75287, None, 0.73661, 0.73308, 0.60953, None, None, 0.60577]
@@ -15,12 +16,8 @@ SECTIONS = {"3.2": "mlp", "3.3": "mlp-deep", "4.4": "mnist-cnn", "5": "cifar-cnn
 HEADER = ["Section", "Figure", "The lab (Keras, Colab, the genuine data)", "cnnlab (this machine)", "cnnlab's data"]
 
 
-def _f(x, digits=3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
 def _series(values: list, digits=3) -> str:
-    return ", ".join(_f(v, digits) for v in values)
+    return ", ".join(number(v, f".{digits}f") for v in values)
 
 
 def _final(r: RunFacts) -> tuple:
@@ -36,7 +33,7 @@ def _mlp(r: RunFacts) -> list:
             ("validation accuracy, epochs 1-4", _series([v for _, v in LAB_3_2_EPOCHS]),
              _series([h["val_accuracy"] for h in early])),
             (f"final training / validation accuracy (epoch {len(r.history)})", "0.596 / 0.51",
-             f"{_f(train)} / {_f(val)}"),
+             f"{number(train, '.3f')} / {number(val, '.3f')}"),
             ("fit", "underfitting (\"the training accuracy is low\")", r.verdict.label)]
 
 
@@ -45,9 +42,10 @@ def _mlp_deep(r: RunFacts) -> list:
     best_acc = max(r.history, key=lambda h: h["val_accuracy"]) if r.history else {}
     ev = r.verdict.evidence
     return [(f"final training / validation accuracy (epoch {len(r.history)})", "about 0.94 / about 0.49",
-             f"{_f(train)} / {_f(val)}"),
+             f"{number(train, '.3f')} / {number(val, '.3f')}"),
             ("overfitting from", "about epoch 70 (validation accuracy declining)",
-             f"validation accuracy highest at epoch {best_acc.get('epoch', '—')} ({_f(best_acc.get('val_accuracy'))}), "
+             f"validation accuracy highest at epoch {best_acc.get('epoch', '—')} "
+             f"({number(best_acc.get('val_accuracy'), '.3f')}), "
              f"validation loss lowest at epoch {ev.get('best_val_loss_epoch', '—')}; verdict: {r.verdict.label}")]
 
 
@@ -56,7 +54,7 @@ def _mnist_cnn(r: RunFacts) -> list:
     acc, loss = test.get("accuracy"), test.get("loss")
     n = len(r.history)
     return [(f"test accuracy, loss (`%3.2f`) after {n} epoch{'s' * (n != 1)}", "0.99, 0.03",
-             f"{_f(acc, 2)}, {_f(loss, 2)} ({_f(acc, 4)}, {_f(loss, 4)})")]
+             f"{number(acc, '.2f')}, {number(loss, '.2f')} ({number(acc, '.4f')}, {number(loss, '.4f')})")]
 
 
 def _cifar_cnn(r: RunFacts) -> list:
@@ -69,7 +67,7 @@ def _cifar_cnn(r: RunFacts) -> list:
     return [("val_loss at epochs 1-12 where it improved", _series(LAB_5_VAL_LOSS), _series(improved)),
             ("val_loss at epochs 1-12, every epoch", "(not printed)", _series(losses[:len(LAB_5_VAL_LOSS)])),
             ("where early stopping ended", "not in the text (it ends at epoch 13)", r.stopped),
-            ("test accuracy", "not in the text", _f(test.get("accuracy"), 4))]
+            ("test accuracy", "not in the text", number(test.get("accuracy"), '.4f'))]
 
 
 ROWS = {"3.2": _mlp, "3.3": _mlp_deep, "4.4": _mnist_cnn, "5": _cifar_cnn}

@@ -16,6 +16,7 @@ from contextlib import closing
 from pathlib import Path
 
 from cnnlab.core.locks import is_training
+from cnnlab.reports.report import number
 from cnnlab.training.callbacks import Callback
 
 FILENAME = "registry.sqlite"
@@ -152,15 +153,11 @@ def table(rows: list[dict]) -> str:
     """The `cnnlab runs` listing."""
     head = ["id", "name", "preset", "dataset", "status", "epochs", "best val acc", "test acc", "s/epoch", "started"]
     lines = [[str(r["id"]), r["name"], r["preset"] or "-", r["dataset"] or "-", r["status"],
-              f"{r['epochs']}/{r['planned_epochs']}", _num(r["best_val_accuracy"]), _num(r["test_accuracy"]),
-              _num(r["seconds_per_epoch"], "{:.1f}"), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"]))]
+              f"{r['epochs']}/{r['planned_epochs']}", number(r["best_val_accuracy"], ".4f"), number(r["test_accuracy"], ".4f"),
+              number(r["seconds_per_epoch"], ".1f"), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"]))]
              for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *lines])
-
-
-def _num(v, fmt="{:.4f}") -> str:
-    return "-" if v is None else fmt.format(v)
 
 
 def scan(db: Path, folder: Path) -> int:

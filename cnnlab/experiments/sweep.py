@@ -19,6 +19,7 @@ from pathlib import Path
 from cnnlab.core import config, validation
 from cnnlab.core.errors import CnnlabError
 from cnnlab.experiments import registry
+from cnnlab.reports import report
 from cnnlab.training.callbacks import Callback
 
 # Short names for the keys a sweep varies most; any config key works too.
@@ -265,13 +266,10 @@ def ranking(study) -> list:
 def ranking_table(rows: list) -> str:
     """Markdown: rank, trial, each varied key, status, epochs, best validation and test accuracy."""
     keys = list(rows[0]["params"]) if rows else []
-    head = ["rank", "trial", *keys, "status", "epochs", "best val acc", "test acc"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for rank, r in enumerate(rows, 1):
-        test = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
-        lines.append("| " + " | ".join([str(rank), str(r["trial"]), *(str(r["params"].get(k)) for k in keys),
-                                        r["state"], str(r["epochs"]), f"{r['best_val_accuracy']:.4f}", test]) + " |")
-    return "\n".join(lines)
+    return report.table(["rank", "trial", *keys, "status", "epochs", "best val acc", "test acc"],
+                        [[rank, r["trial"], *(r["params"].get(k) for k in keys), r["state"], r["epochs"],
+                          f"{r['best_val_accuracy']:.4f}", report.number(r["test_accuracy"], ".4f")]
+                         for rank, r in enumerate(rows, 1)])
 
 
 def _seed_of(text: str) -> int:

@@ -18,8 +18,9 @@ from cnnlab.reports.html import to_html
 PAIRS_SHOWN = 5
 
 
-def _num(v, fmt):
-    return "—" if v is None else format(v, fmt)
+def number(v, spec: str) -> str:
+    """`v` formatted by `spec` (".4f", ".2%", ","), or a dash where there is no value: every table's one rule."""
+    return "—" if v is None else format(v, spec)
 
 
 def table(header: list, rows: list) -> str:
@@ -34,10 +35,10 @@ def comparison_html(summaries: list) -> str:
 
 
 def comparison_table(summaries: list) -> str:
-    rows = [(s.name, s.preset, s.data, s.status, f"{s.epochs}/{s.max_epochs}", _num(s.params, ","),
-             _num(s.flops and s.flops / 1e6, ".2f"), _num(s.sec_per_epoch, ".1f"),
-             f"{_num(s.best_val_accuracy, '.4f')} (epoch {s.best_val_epoch})" if s.best_val_epoch else "—",
-             _num(s.test_accuracy, ".4f") + ("" if s.test_from in (None, "results.json") else " *"),
+    rows = [(s.name, s.preset, s.data, s.status, f"{s.epochs}/{s.max_epochs}", number(s.params, ","),
+             number(s.flops and s.flops / 1e6, ".2f"), number(s.sec_per_epoch, ".1f"),
+             f"{number(s.best_val_accuracy, '.4f')} (epoch {s.best_val_epoch})" if s.best_val_epoch else "—",
+             number(s.test_accuracy, ".4f") + ("" if s.test_from in (None, "results.json") else " *"),
              s.verdict) for s in summaries]
     note = ("\n\n\\* no results.json (the run did not finish): test accuracy of its checkpoint, scored for this report"
             if any(s.test_from not in (None, "results.json") for s in summaries) else "")
