@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_serve import png_bytes, running_server
 
-from cnnlab.data import datasets, pictures
+from cnnlab.data import datasets
 from cnnlab.serving import predict
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -112,7 +112,8 @@ def test_upload_shows_the_top_class(page, screenshots, tmp_path):
     model, about = predict.load_model(run)
     for i in range(50):  # the first test digit the model gets right: the page must show what the API says
         blob = png_bytes(test.x[i, 0].numpy())
-        top1 = predict.classify(model, about, [pictures.decode(blob, "png")], 1)[0][0][0]
+        (tmp_path / "digit.png").write_bytes(blob)
+        top1 = predict.classify_files(model, about, [tmp_path / "digit.png"], 1)[0]["top"][0]["class"]
         if top1 == str(int(test.y[i])):
             break
     (tmp_path / "digit.png").write_bytes(blob)

@@ -59,18 +59,18 @@ def _border_mean(x: torch.Tensor) -> float:
     return edge.float().mean().item()
 
 
-@torch.inference_mode()
 def classify(model, about: dict, images: list, k: int = 3) -> list:
-    """Top-k (class, probability) lists for a batch of pictures (PIL images or files' bytes)."""
+    """top_k's answer for each of a batch of pictures (PIL images or files' bytes), in one pass of the model."""
     crop = about.get("crop_to_aspect_ratio", False)
     x = torch.stack([prepare(img, about["input_shape"], crop) for img in images])
-    return ranked(inference.probabilities(model, x), about["classes"], k)
+    return [top_k(p, about["classes"], k) for p in inference.probabilities(model, x)]
 
 
-def ranked(probs: torch.Tensor, classes: list, k: int) -> list:
-    """Each row of probabilities as its k most likely (class, probability) pairs."""
-    top = probs.topk(min(k, probs.shape[1]), dim=1)
-    return [[(classes[i], p) for i, p in zip(idx.tolist(), val.tolist())] for idx, val in zip(top.indices, top.values)]
+def top_k(probs: torch.Tensor, classes: list, k: int) -> list:
+    """A picture's probabilities as its k most likely classes, most likely first, as predict --json and serve
+    answer: [{"class", "probability"}], probabilities to 6 decimals."""
+    top = probs.topk(min(k, len(probs)))
+    return [{"class": classes[i], "probability": round(p, 6)} for i, p in zip(top.indices.tolist(), top.values.tolist())]
 
 
 def classify_files(model, about: dict, files: list, k: int = 3) -> list:
@@ -85,8 +85,7 @@ def classify_files(model, about: dict, files: list, k: int = 3) -> list:
         try:
             x = prepare(paths.read_bytes(f, "image"), about["input_shape"], about.get("crop_to_aspect_ratio", False),
                         str(f))
-            top = ranked(inference.probabilities(model, x[None]), about["classes"], k)[0]
-            results.append({"file": str(f), "top": [{"class": c, "probability": round(p, 6)} for c, p in top]})
+            results.append({"file": str(f), "top": top_k(inference.probabilities(model, x[None])[0], about["classes"], k)})
         except (CnnlabError, OSError) as e:
             results.append({"file": str(f), "error": " ".join(str(e).split()).removeprefix(f"{f}: ")})
     return results

@@ -111,8 +111,7 @@ class App:
             raise busy(str(e)) from None
         except TimeoutError:
             raise busy("the model did not get to this picture before the request's deadline") from None
-        top = predict.ranked(probs[None], self.about["classes"], k)[0]
-        return [{"class": c, "probability": round(p, 6)} for c, p in top]
+        return predict.top_k(probs, self.about["classes"], k)
 
 
 def uploaded_file(body: bytes, content_type: str) -> bytes:
