@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cnnlab
 from cnnlab import cli_parser
-from cnnlab.core import config
+from cnnlab.core import config, errors
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import sources
 from cnnlab.experiments import registry, runs
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
 
 
 def one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    return errors.one_line(e) or type(e).__name__
 
 
 def guarded(command, *args) -> int:

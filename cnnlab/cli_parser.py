@@ -22,6 +22,14 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def data_dir_arg(sp):
+    sp.add_argument("--data-dir", help="folder holding the data set files (default: $CNNLAB_DATA)")
+
+
+def model_file_arg(sp):
+    sp.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="cnnlab", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -58,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
                                          "cuda:N or mps")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any config key, e.g. optimizer.lr=0.1 or early_stopping.patience=5 (repeatable)")
-        sp.add_argument("--data-dir", help="folder holding the data set files (default: $CNNLAB_DATA)")
+        data_dir_arg(sp)
 
     t = sub.add_parser("train", help="train a preset or config; re-running the same command resumes")
     model_args(t)
@@ -76,25 +84,25 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="a run folder, e.g. runs/mnist-cnn")
     e.add_argument("--which", choices=["best", "last"], default="best",
                    help="best: ModelCheckpoint's newest file; last: the weights training ended with (default best)")
-    e.add_argument("--data-dir")
+    data_dir_arg(e)
 
     rp = sub.add_parser("report", help="report.md and a self-contained report.html on one or more runs")
     rp.add_argument("runs", nargs="+", help="run folders, e.g. runs/mlp runs/cifar-cnn")
     rp.add_argument("--out", help="output folder (default: the run's own folder; reports/ for several runs)")
-    rp.add_argument("--data-dir")
+    data_dir_arg(rp)
 
     pr = sub.add_parser("predict", help="classify your own images with a trained run or model file")
-    pr.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
+    model_file_arg(pr)
     pr.add_argument("images", nargs="+", help="image files or folders")
     pr.add_argument("--top-k", type=int, default=3, help="classes shown per picture, most likely first (default 3)")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
 
     ex = sub.add_parser("export", help="write a run's model as ONNX or TorchScript, checked against PyTorch")
-    ex.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
+    model_file_arg(ex)
     ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     ex.add_argument("--out", help="output file (default: model.onnx / model.torchscript.pt in the run folder)")
     ex.add_argument("--check-images", type=int, default=1000, help="real test images to check it on")
-    ex.add_argument("--data-dir")
+    data_dir_arg(ex)
 
     rn = sub.add_parser("runs", help="the run registry: every training, its status and best metrics")
     rn.add_argument("--runs", default="runs", help="the folder holding the runs and registry.sqlite")
@@ -122,24 +130,24 @@ def parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="one table comparing runs: parameters, FLOPs, s/epoch, accuracies, verdict")
     cp.add_argument("run", nargs="+", help="run folders, or ids/names from `cnnlab runs`")
     cp.add_argument("--runs", default="runs", help="where the registry lives, for ids and names")
-    cp.add_argument("--data-dir")
+    data_dir_arg(cp)
 
     lb = sub.add_parser("lab", help="run the whole lab (two MLPs, two CNNs) and write one report answering it")
     lb.add_argument("--quick", action="store_true", help="subsets and a few epochs: minutes instead of an hour")
     lb.add_argument("--cifar", help="CIFAR-10 to use if the built-in one is not found (e.g. the JPEG copy)")
     lb.add_argument("--runs", default="runs", help="the lab's runs go to RUNS/lab (or RUNS/lab-quick)")
-    lb.add_argument("--data-dir")
+    data_dir_arg(lb)
 
     ps = sub.add_parser("presets", help="the lab's networks, and where each setting comes from")
     ps.add_argument("name", nargs="?", choices=list(presets.PRESETS), help="one preset's settings and their source")
     d = sub.add_parser("datasets", help="the data sets and where each was found")
-    d.add_argument("--data-dir")
+    data_dir_arg(d)
 
     ca = sub.add_parser("cache", help="where decoded data sets are cached, how much space they take; --clear frees it")
     ca.add_argument("--clear", action="store_true", help="delete the decoded arrays (downloads are kept)")
 
     sv = sub.add_parser("serve", help="a local web page and JSON API that classify uploaded or drawn pictures")
-    sv.add_argument("model", help="a run folder (runs/NAME) or a checkpoint file it wrote (best.pt)")
+    model_file_arg(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
     sv.add_argument("--quiet", action="store_true", help="no log line per request")

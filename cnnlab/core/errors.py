@@ -7,4 +7,9 @@ class CnnlabError(ValueError):
     A ValueError, so code that already catches bad values catches it."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # one line, whatever a wrapped library said
+        super().__init__(one_line(message))  # whatever a wrapped library said
+
+
+def one_line(message) -> str:
+    """A message, or an exception's, on one line: every run of whitespace (newlines too) becomes one space."""
+    return " ".join(str(message).split())

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.core import checkpoints, config, devices, paths, validation
-from cnnlab.core.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError, one_line
 from cnnlab.core.locks import lock
 from cnnlab.data import datasets
 from cnnlab.data.splits import prepare_data
@@ -186,7 +186,7 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
             f"run the same command to resume")
         raise
     except Exception as e:  # e.g. the loss became NaN: recorded, then reported as usual
-        recorder.end("failed", message=" ".join(str(e).split()))
+        recorder.end("failed", message=one_line(e))
         raise
     result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
     recorder.end("stopped early" if result["stopped_early"] else "finished", result["test"])

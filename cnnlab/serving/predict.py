@@ -11,7 +11,7 @@ import torch
 from PIL import ImageOps
 
 from cnnlab.core import checkpoints, paths
-from cnnlab.core.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError, one_line
 from cnnlab.data import pictures
 from cnnlab.models import inference, specs
 
@@ -87,7 +87,7 @@ def classify_files(model, about: dict, files: list, k: int = 3) -> list:
                         str(f))
             results.append({"file": str(f), "top": top_k(inference.probabilities(model, x[None])[0], about["classes"], k)})
         except (CnnlabError, OSError) as e:
-            results.append({"file": str(f), "error": " ".join(str(e).split()).removeprefix(f"{f}: ")})
+            results.append({"file": str(f), "error": one_line(e).removeprefix(f"{f}: ")})
     return results
 
 

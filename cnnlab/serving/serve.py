@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 import torch
 
 from cnnlab.core import __version__, devices
-from cnnlab.core.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError, one_line
 from cnnlab.data import pictures
 from cnnlab.serving import connections, predict
 from cnnlab.serving.batching import Batcher, Busy
@@ -44,7 +44,7 @@ SIGNATURES = [(b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", 
 
 class HTTPError(Exception):
     def __init__(self, status: int, message: str, headers=()):
-        super().__init__(" ".join(message.split()))
+        super().__init__(one_line(message))
         self.status, self.headers = status, list(headers)
 
 
