@@ -8,7 +8,7 @@ Re-running the same command resumes: finished runs are kept, an interrupted one 
 import time
 from pathlib import Path
 
-from cnnlab.core import config
+from cnnlab.core import checkpoints, config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data import sources
 from cnnlab.experiments import lab_figures
@@ -137,7 +137,6 @@ def answers(info: dict, quick: bool, seconds: float) -> str:
 
 
 def _input_shape(r: dict) -> tuple:
-    from cnnlab.core import checkpoints
     state = checkpoints.load(r.dir / "last.pt")
     return tuple(state["about"]["input_shape"])
 

@@ -15,7 +15,10 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from cnnlab.core import config
+from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import is_training
+from cnnlab.reports import facts
 from cnnlab.reports.report import number
 from cnnlab.training.callbacks import Callback
 
@@ -73,7 +76,6 @@ class Recorder:
         self.pending.clear()
 
     def start(self, cfg, dataset: str, params: int, device: str = "cpu"):
-        from cnnlab.core import config
         self._write("""INSERT INTO runs (name, preset, dataset, status, started, ended, epochs, planned_epochs,
                 params, config, path, host, pid, message, device)
                 VALUES (?,?,?,'running',?,NULL,0,?,?,?,?,?,?,NULL,?)
@@ -126,7 +128,6 @@ def runs(db: Path, status: str = "", preset: str = "", dataset: str = "", name: 
         rows = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY started DESC, id DESC")]
         con.close()
     except sqlite3.Error as e:
-        from cnnlab.core.errors import CnnlabError
         raise CnnlabError(f"{db}: cannot read the run registry ({e})") from None
     for r in rows:
         if r["status"] == "running" and (r["host"] != socket.gethostname() or not is_training(r["path"])):
@@ -138,7 +139,6 @@ def runs(db: Path, status: str = "", preset: str = "", dataset: str = "", name: 
 
 def lookup(db: Path, keys: list[str]) -> list[dict]:
     """Runs by id, name or folder path, in the order asked; unknown keys are the caller's error."""
-    from cnnlab.core.errors import CnnlabError
     every, found = runs(db), []
     for key in keys:
         matches = [r for r in every if key in (str(r["id"]), r["name"], r["path"])
@@ -163,9 +163,6 @@ def table(rows: list[dict]) -> str:
 def scan(db: Path, folder: Path) -> int:
     """Record every run folder under `folder` that the registry does not know yet (a copied or moved run, one
     trained into another registry), from what the folder says about itself. Returns how many were added."""
-    from cnnlab.core import config
-    from cnnlab.core.errors import CnnlabError
-    from cnnlab.reports import facts
     known = {r["path"] for r in runs(db)}
     added = 0
     for marker in sorted(Path(folder).rglob("config.toml")):

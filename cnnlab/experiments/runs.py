@@ -103,61 +103,28 @@ def pictures_found(ds) -> str:
 
 
 def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks, held):
-    state = None
-    if not fresh:
-        for stale in run_dir.glob(".*.tmp") if held else []:  # left by a process killed mid-write
-            stale.unlink()
-        state, warning = checkpoints.load_latest(run_dir / "last.pt")
-        if warning:
-            say(f"warning: {warning}")
-    record = None if fresh else divergence.read(run_dir, state)
-    diff, lower_lr = [], False
-    if state or record:
-        # Through from_dict, so keys added to Config since the run was saved compare as their defaults.
-        saved = state["config"] if state else record["config"]
-        diff = list(_differences(config.to_dict(config.from_dict(saved)), config.to_dict(cfg)))
-        lower_lr = record is not None and divergence.check_rerun(run_dir, record, state, diff, cfg.optimizer.lr)
-    if state:
-        if diff and not lower_lr:
-            raise CnnlabError(f"{run_dir} was trained with other settings ({'; '.join(diff[:3])}); "
-                              f"re-run with --fresh to start over or --name for a new run")
-        if _finished(state) and cfg.epochs <= state["config"]["epochs"] and (run_dir / "results.json").exists():
-            result = json.loads(paths.read_text(run_dir / "results.json", "results"))
-            scored = f"test accuracy {result['test']['accuracy']:.4f}" if result.get("test") else "no test set"
-            say(f"{run_dir.name} already finished at epoch {state['epoch']}: {scored} (results.json); use "
-                f"--epochs N to extend or --fresh")
-            return result
+    # What the folder holds: a resume point to continue (or a finished run to report), checked against cfg.
+    state, record, lower_lr = _saved(cfg, run_dir, fresh, held, say)
+    if state and _finished(state) and cfg.epochs <= state["config"]["epochs"] and (run_dir / "results.json").exists():
+        result = json.loads(paths.read_text(run_dir / "results.json", "results"))
+        scored = f"test accuracy {result['test']['accuracy']:.4f}" if result.get("test") else "no test set"
+        say(f"{run_dir.name} already finished at epoch {state['epoch']}: {scored} (results.json); use "
+            f"--epochs N to extend or --fresh")
+        return result
+    # The data, the model and the trainer with its callbacks.
     threads = devices.set_threads(cfg.threads, distributed.world_size())
     device = distributed.device(devices.resolve(cfg.device))
     ds, train, val = prepare_data(cfg, data_dir)
-    say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
-        f"{len(train)} train / {len(val) if val is not None else 0} validation"
-        f"{' (sampled in proportion to train_subset)' if cfg.train_subset and cfg.validate_on == 'val' and val else ''}"
-        f" / {len(ds.test)} test images; "
-        f"training on {devices.describe(device)} in {autocast_text(device, cfg.precision)}"
-        f"{f' on {threads} thread(s)' if device.type == 'cpu' else ''}")
-    if ds.cached_to:
-        mb = datasets.folder_bytes(ds.cached_to) / 1e6
-        say(f"decoded {ds.name} once and cached the arrays ({mb:.1f} MB) in {ds.cached_to}; `cnnlab cache` shows "
-            f"the cache, `cnnlab cache --clear` frees it")
-    if ds.layout:
-        say(pictures_found(ds))
-    if cfg.validate_on == "test":
-        say(f"warning: validating on the {OPTIMISTIC}")
+    _say_data(cfg, ds, train, val, device, threads, say)
     torch.manual_seed(cfg.seed)
     model, _ = presets.build_model(cfg, ds.input_shape, len(ds.classes))
     specs.fit_whitening(model, train.x)  # a no-op without a whiten layer; a resume then loads the saved one
-    about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name,
-             # per class, for the report's table beside per-class accuracy (and class_weight's reasons)
-             "train_counts": torch.bincount(train.y, minlength=len(ds.classes)).tolist()}
-    if cfg.data:  # what lets evaluate and report find the data again if it moves
-        about["data_digest"] = datasets.fingerprint(cfg.data)
-        about["crop_to_aspect_ratio"] = cfg.crop_to_aspect_ratio  # predict and serve prepare pictures the same way
     recorder = registry.Recorder(registry_db or run_dir.parent / registry.FILENAME, run_dir, say,
                                  enabled=distributed.is_main())
     callbacks = make_callbacks(cfg, run_dir) + [registry.RecordEpochs(recorder), *extra_callbacks]
-    trainer = Trainer(model, cfg, train, val, callbacks, run_dir, about)
-    if fresh and held:  # only now, with the config, data and model known to be good, is the old run discarded
+    trainer = Trainer(model, cfg, train, val, callbacks, run_dir, _about(cfg, ds, train))
+    # The folder: emptied for a fresh start only now, with the config, data and model known to be good.
+    if fresh and held:
         for p in run_dir.iterdir():
             if p.name != ".lock":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -175,6 +142,7 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
         if ds.skipped:
             text = "".join(f"{name}\t{why}\n" for name, why in ds.skipped)
             checkpoints.atomic_write(run_dir / "skipped.txt", text.encode())
+    # Training, recorded however it ends, then the results.
     recorder.start(cfg, ds.name, sum(p.numel() for p in model.parameters()),
                    f"{devices.describe(trainer.device)} {trainer.precision}")
     started = time.perf_counter()
@@ -193,6 +161,59 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
     say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
         f"{result['weights']}) - run folder {run_dir}" if result["test"] else f"no test set; run folder {run_dir}")
     return result
+
+
+def _saved(cfg, run_dir: Path, fresh: bool, held, say) -> tuple:
+    """(last.pt's state, the divergence record, whether this is a re-run with a lower learning rate after a
+    divergence): None, None, False for a fresh start. Settings that differ from the saved run's are refused."""
+    state = None
+    if not fresh:
+        for stale in run_dir.glob(".*.tmp") if held else []:  # left by a process killed mid-write
+            stale.unlink()
+        state, warning = checkpoints.load_latest(run_dir / "last.pt")
+        if warning:
+            say(f"warning: {warning}")
+    record = None if fresh else divergence.read(run_dir, state)
+    lower_lr = False
+    if state or record:
+        # Through from_dict, so keys added to Config since the run was saved compare as their defaults.
+        saved = state["config"] if state else record["config"]
+        diff = list(_differences(config.to_dict(config.from_dict(saved)), config.to_dict(cfg)))
+        lower_lr = record is not None and divergence.check_rerun(run_dir, record, state, diff, cfg.optimizer.lr)
+        if state and diff and not lower_lr:
+            raise CnnlabError(f"{run_dir} was trained with other settings ({'; '.join(diff[:3])}); "
+                              f"re-run with --fresh to start over or --name for a new run")
+    return state, record, lower_lr
+
+
+def _say_data(cfg, ds, train, val, device, threads: int, say):
+    """What the run trains on, and where and how it computes."""
+    sampled = cfg.train_subset and cfg.validate_on == "val" and val
+    say(f"data: {ds.name} from {ds.source}{'' if ds.verified else ' (not digest-checked: user data)'}; "
+        f"{len(train)} train / {len(val) if val is not None else 0} validation"
+        f"{' (sampled in proportion to train_subset)' if sampled else ''}"
+        f" / {len(ds.test)} test images; "
+        f"training on {devices.describe(device)} in {autocast_text(device, cfg.precision)}"
+        f"{f' on {threads} thread(s)' if device.type == 'cpu' else ''}")
+    if ds.cached_to:
+        mb = datasets.folder_bytes(ds.cached_to) / 1e6
+        say(f"decoded {ds.name} once and cached the arrays ({mb:.1f} MB) in {ds.cached_to}; `cnnlab cache` shows "
+            f"the cache, `cnnlab cache --clear` frees it")
+    if ds.layout:
+        say(pictures_found(ds))
+    if cfg.validate_on == "test":
+        say(f"warning: validating on the {OPTIMISTIC}")
+
+
+def _about(cfg, ds, train) -> dict:
+    """What a checkpoint says about its data, for evaluate, report, predict and serve."""
+    about = {"classes": ds.classes, "input_shape": list(ds.input_shape), "dataset": ds.name,
+             # per class, for the report's table beside per-class accuracy (and class_weight's reasons)
+             "train_counts": torch.bincount(train.y, minlength=len(ds.classes)).tolist()}
+    if cfg.data:  # what lets evaluate and report find the data again if it moves
+        about["data_digest"] = datasets.fingerprint(cfg.data)
+        about["crop_to_aspect_ratio"] = cfg.crop_to_aspect_ratio  # predict and serve prepare pictures the same way
+    return about
 
 
 def autocast_text(device, wanted: str) -> str:

@@ -19,7 +19,9 @@ from pathlib import Path
 from cnnlab.core import config, validation
 from cnnlab.core.errors import CnnlabError
 from cnnlab.experiments import registry
+from cnnlab.experiments.runs import train_run
 from cnnlab.reports import report
+from cnnlab.reports.facts import read_history
 from cnnlab.training.callbacks import Callback
 
 # Short names for the keys a sweep varies most; any config key works too.
@@ -168,8 +170,6 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
               sampler: str = "grid", stop_after: int = 0, data_dir: str | None = None, seed: int = 0, say=print):
     """Run trials until the study has `trials` finished ones (the whole grid by default), or `stop_after` here."""
     optuna = _optuna()
-    from cnnlab.experiments.runs import train_run
-    from cnnlab.reports.facts import read_history
     runs = Path(runs)
     runs.mkdir(parents=True, exist_ok=True)
     grid = points(space) if sampler == "grid" else []
