@@ -79,7 +79,7 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
     if not layers:
         raise CnnlabError("the model has no layers")
     modules, infos, shape = [], [], tuple(input_shape)  # (C, H, W) for images, (F,) once flattened
-    total = 0  # parameters so far, counted before anything is allocated
+    budget = Budget()
     tta = bool(layers) and isinstance(layers[0], dict) and layers[0].get("type") == "flip_tta"
     for i, layer in enumerate(layers):
         if tta and i == 0 and len(layer) == 1:
@@ -91,89 +91,12 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
         unknown = set(layer) - LAYER_KEYS[kind] - {"type"}
         if unknown:
             raise CnnlabError(f"layer {i + 1} ({kind}): unknown key(s) {', '.join(sorted(unknown))}")
-        where = f"layer {i + 1} ({kind})"
+        budget.where = f"layer {i + 1} ({kind})"
         if kind == "flip_tta":
-            raise CnnlabError(f"{where}: flip_tta must be the first layer (it wraps the whole network)")
-        if kind in ("conv2d", "maxpool", "avgpool", "whiten", "residual", "global_avgpool") and len(shape) != 3:
-            raise CnnlabError(f"{where} needs an image input but gets a flat vector of {shape[0]}")
-        new, flops, act = [], 0, None
-        if kind == "conv2d":
-            c, h, w = shape
-            f, k, s = _int(layer, "filters"), _int(layer, "kernel"), _int(layer, "stride", 1)
-            bias = layer.get("bias", True)
-            if not isinstance(bias, bool):
-                raise CnnlabError(f"{where}: bias must be true or false")
-            total = _count(total, k * k * c * f + f * bias, where)
-            pad = layer.get("padding", "valid")
-            if pad not in ("same", "valid"):
-                raise CnnlabError(f"{where}: padding must be 'same' or 'valid'")
-            if pad == "same":
-                oh, ow = -(-h // s), -(-w // s)
-                # TensorFlow's rule: pad so the output is ceil(input / stride), the odd pixel at the bottom/right.
-                ph, pw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
-                if ph % 2 or pw % 2:
-                    new.append(nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
-                    conv = Conv2d(c, f, k, s, bias=bias)
-                else:
-                    conv = Conv2d(c, f, k, s, padding=(ph // 2, pw // 2), bias=bias)
-            else:
-                if h < k or w < k:
-                    raise CnnlabError(f"{where}: a {k}x{k} 'valid' kernel needs at least {k}x{k} input, gets {h}x{w}")
-                oh, ow = (h - k) // s + 1, (w - k) // s + 1
-                conv = Conv2d(c, f, k, s, bias=bias)
-            new, shape, flops = new + [conv], (f, oh, ow), 2 * k * k * c * f * oh * ow
-            act = _activation(layer)
-        elif kind == "whiten":
-            c, h, w = shape
-            k = _int(layer, "kernel", 2)
-            if h < k or w < k:
-                raise CnnlabError(f"{where}: a {k}x{k} kernel needs at least {k}x{k} input, gets {h}x{w}")
-            f = 2 * c * k * k  # each eigenvector and its negative: a ReLU-free layer loses nothing either way
-            total = _count(total, f * c * k * k + f, where)
-            new, shape = [Whiten(c, f, k)], (f, h - k + 1, w - k + 1)
-            flops = 2 * k * k * c * f * shape[1] * shape[2]
-        elif kind in ("maxpool", "avgpool"):
-            c, h, w = shape
-            p = _int(layer, "size", 2)
-            s = _int(layer, "stride", p)
-            if h < p or w < p:
-                raise CnnlabError(f"{where}: pool size {p} needs at least {p}x{p} input, gets {h}x{w}")
-            new = [(nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(p, s)]
-            shape = (c, (h - p) // s + 1, (w - p) // s + 1)
-        elif kind == "residual":
-            c, h, w = shape
-            f, s = _int(layer, "filters"), _int(layer, "stride", 1)
-            changes = s != 1 or c != f
-            total = _count(total, 9 * c * f + 9 * f * f + changes * c * f, where)
-            oh, ow = -(-h // s), -(-w // s)  # 3x3 convs padded by 1: ceil(input / stride)
-            new, shape = [blocks.Residual(c, f, s)], (f, oh, ow)
-            flops = 2 * oh * ow * (9 * c * f + 9 * f * f + changes * c * f)
-        elif kind == "global_avgpool":
-            new, shape = [blocks.GlobalAveragePooling()], (shape[0],)
-        elif kind == "batchnorm":
-            bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-            momentum = layer.get("momentum", 0.99)  # Keras' meaning: the weight of the old moving average
-            if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-                raise CnnlabError(f"{where}: momentum must be in [0, 1)")
-            new = [bn(shape[0], eps=1e-3, momentum=1 - momentum)]  # Keras 0.99 == PyTorch 0.01
-        elif kind == "dropout":
-            rate = layer.get("rate", 0.5)
-            if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                raise CnnlabError(f"{where}: rate must be in [0, 1)")
-            new = [Dropout(rate)]
-        elif kind == "flatten":
-            new, shape = [nn.Flatten()], (math.prod(shape),)
-        elif kind == "dense":
-            if len(shape) != 1:
-                raise CnnlabError(f"{where} needs a flat input: add {{type = \"flatten\"}} before it (input is {shape})")
-            units = num_classes if layer.get("units") == "classes" else _int(layer, "units")
-            total = _count(total, shape[0] * units + units, where)
-            new, flops, shape = [nn.Linear(shape[0], units)], 2 * shape[0] * units, (units,)
-            act = _activation(layer)
-        elif kind == "activation":
-            act = _activation(layer, "name")
-        if act is not None:
-            new.append(act)
+            raise CnnlabError(f"{budget.where}: flip_tta must be the first layer (it wraps the whole network)")
+        if kind in IMAGE_LAYERS and len(shape) != 3:
+            raise CnnlabError(f"{budget.where} needs an image input but gets a flat vector of {shape[0]}")
+        new, shape, flops = BUILDERS[kind](layer, shape, num_classes, budget)
         params = sum(p.numel() for m in new for p in m.parameters() if p.requires_grad)
         buffers = sum(b.numel() for m in new for n, b in m.named_buffers() if n != "num_batches_tracked")
         buffers += sum(p.numel() for m in new for p in m.parameters() if not p.requires_grad)
@@ -185,6 +108,116 @@ def build(layers: list, input_shape: tuple, num_classes: int, init: str = "gloro
     model = (FlipAveraged if tta else nn.Sequential)(*_pool_before_relu(modules))
     _keras_init(model, init)
     return model, infos
+
+
+class Budget:
+    """The layer being built (`where`, for its errors) and the parameters so far, each layer's counted by
+    `spend` before anything is allocated."""
+
+    def __init__(self):
+        self.where, self.total = "", 0
+
+    def spend(self, params: int):
+        self.total = _count(self.total, params, self.where)
+
+
+# Each kind of layer: (modules, output shape, forward FLOPs per image) from its dict and input shape, or a
+# CnnlabError saying why it does not fit.
+IMAGE_LAYERS = {"conv2d", "maxpool", "avgpool", "whiten", "residual", "global_avgpool"}
+
+
+def _with_activation(modules: list, layer, key="activation") -> list:
+    act = _activation(layer, key)
+    return modules + [act] if act is not None else modules
+
+
+def _conv2d(layer, shape, num_classes, budget):
+    c, h, w = shape
+    f, k, s = _int(layer, "filters"), _int(layer, "kernel"), _int(layer, "stride", 1)
+    bias, pad, new = layer.get("bias", True), layer.get("padding", "valid"), []
+    if not isinstance(bias, bool):
+        raise CnnlabError(f"{budget.where}: bias must be true or false")
+    budget.spend(k * k * c * f + f * bias)
+    if pad not in ("same", "valid"):
+        raise CnnlabError(f"{budget.where}: padding must be 'same' or 'valid'")
+    if pad == "same":
+        oh, ow = -(-h // s), -(-w // s)
+        # TensorFlow's rule: pad so the output is ceil(input / stride), the odd pixel at the bottom/right.
+        ph, pw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
+        if ph % 2 or pw % 2:
+            new.append(nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
+            conv = Conv2d(c, f, k, s, bias=bias)
+        else:
+            conv = Conv2d(c, f, k, s, padding=(ph // 2, pw // 2), bias=bias)
+    else:
+        if h < k or w < k:
+            raise CnnlabError(f"{budget.where}: a {k}x{k} 'valid' kernel needs at least {k}x{k} input, gets {h}x{w}")
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        conv = Conv2d(c, f, k, s, bias=bias)
+    return _with_activation(new + [conv], layer), (f, oh, ow), 2 * k * k * c * f * oh * ow
+
+
+def _whiten(layer, shape, num_classes, budget):
+    c, h, w = shape
+    k = _int(layer, "kernel", 2)
+    if h < k or w < k:
+        raise CnnlabError(f"{budget.where}: a {k}x{k} kernel needs at least {k}x{k} input, gets {h}x{w}")
+    f = 2 * c * k * k  # each eigenvector and its negative: a ReLU-free layer loses nothing either way
+    budget.spend(f * c * k * k + f)
+    out = (f, h - k + 1, w - k + 1)
+    return [Whiten(c, f, k)], out, 2 * k * k * c * f * out[1] * out[2]
+
+
+def _pool(layer, shape, num_classes, budget):
+    c, h, w = shape
+    p = _int(layer, "size", 2)
+    s = _int(layer, "stride", p)
+    if h < p or w < p:
+        raise CnnlabError(f"{budget.where}: pool size {p} needs at least {p}x{p} input, gets {h}x{w}")
+    pool = nn.MaxPool2d if layer["type"] == "maxpool" else nn.AvgPool2d
+    return [pool(p, s)], (c, (h - p) // s + 1, (w - p) // s + 1), 0
+
+
+def _residual(layer, shape, num_classes, budget):
+    c, h, w = shape
+    f, s = _int(layer, "filters"), _int(layer, "stride", 1)
+    weights = 9 * c * f + 9 * f * f + (s != 1 or c != f) * c * f  # two 3x3 convs, and a 1x1 shortcut if needed
+    budget.spend(weights)
+    oh, ow = -(-h // s), -(-w // s)  # 3x3 convs padded by 1: ceil(input / stride)
+    return [blocks.Residual(c, f, s)], (f, oh, ow), 2 * oh * ow * weights
+
+
+def _batchnorm(layer, shape, num_classes, budget):
+    bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+    momentum = layer.get("momentum", 0.99)  # Keras' meaning: the weight of the old moving average
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+        raise CnnlabError(f"{budget.where}: momentum must be in [0, 1)")
+    return [bn(shape[0], eps=1e-3, momentum=1 - momentum)], shape, 0  # Keras 0.99 == PyTorch 0.01
+
+
+def _dropout(layer, shape, num_classes, budget):
+    rate = layer.get("rate", 0.5)
+    if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise CnnlabError(f"{budget.where}: rate must be in [0, 1)")
+    return [Dropout(rate)], shape, 0
+
+
+def _dense(layer, shape, num_classes, budget):
+    if len(shape) != 1:
+        raise CnnlabError(f"{budget.where} needs a flat input: add {{type = \"flatten\"}} before it (input is {shape})")
+    units = num_classes if layer.get("units") == "classes" else _int(layer, "units")
+    budget.spend(shape[0] * units + units)
+    return _with_activation([nn.Linear(shape[0], units)], layer), (units,), 2 * shape[0] * units
+
+
+BUILDERS = {
+    "conv2d": _conv2d, "whiten": _whiten, "maxpool": _pool, "avgpool": _pool, "residual": _residual,
+    "global_avgpool": lambda layer, shape, n, budget: ([blocks.GlobalAveragePooling()], (shape[0],), 0),
+    "batchnorm": _batchnorm, "dropout": _dropout,
+    "flatten": lambda layer, shape, n, budget: ([nn.Flatten()], (math.prod(shape),), 0),
+    "dense": _dense,
+    "activation": lambda layer, shape, n, budget: (_with_activation([], layer, "name"), shape, 0),
+}
 
 
 def _pool_before_relu(modules: list) -> list:
