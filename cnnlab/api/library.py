@@ -109,8 +109,7 @@ class Model:
     def __init__(self, path):
         self.path = Path(path)
         self.module, self.about, trained_with = _predict.load_model_and_config(self.path)
-        self.config = config.from_dict({k: v for k, v in trained_with.items() if k != "preset"})
-        self.config.preset = trained_with.get("preset", "")
+        self.config = config.from_dict(trained_with)
         self.classes, self.input_shape = self.about["classes"], tuple(self.about["input_shape"])
 
     def predict(self, images) -> Predictions:

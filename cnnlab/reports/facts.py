@@ -123,8 +123,7 @@ def _load(run_dir: Path) -> tuple:
         notes.append(f"results.json unreadable ({e})")
     try:
         d = config.load_toml(run_dir / "config.toml") if (run_dir / "config.toml").exists() else state["config"]
-        cfg = config.from_dict({k: v for k, v in d.items() if k != "preset"})
-        cfg.preset = d.get("preset", "")
+        cfg = config.from_dict(d)
     except (CnnlabError, KeyError, TypeError) as e:
         raise CnnlabError(f"{run_dir} is not a readable run folder (no usable config.toml or last.pt: {e})") from None
     return cfg, state, results, notes
