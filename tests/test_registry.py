@@ -121,3 +121,21 @@ def test_writes_a_lock_held_off_go_in_with_the_next_one(tmp_path, monkeypatch):
     assert row() == [("running", 2, 0.75, None)]
     recorder.end("finished", {"accuracy": 0.7, "loss": 0.9})
     assert row() == [("finished", 2, 0.75, 0.7)] and len(said) == 1 and not recorder.broken
+
+
+def test_a_registry_from_before_the_device_column_lists_while_another_process_holds_it(tmp_path, monkeypatch):
+    db = tmp_path / registry.FILENAME
+    old = sqlite3.connect(db)
+    old.execute(registry.SCHEMA.replace(",\n    device TEXT)", ")"))
+    old.execute("INSERT INTO runs (name, status, started, epochs, planned_epochs, path, host) "
+                "VALUES ('old', 'finished', 0, 3, 3, '/nowhere/old', 'elsewhere')")
+    old.commit()
+    old.execute("BEGIN IMMEDIATE")  # a writer in another process: the column cannot be added now
+    monkeypatch.setattr(registry, "LOCK_WAIT_S", 0.1)
+    try:
+        [row] = registry.runs(db)
+        assert row["name"] == "old" and row["status"] == "finished" and "device" not in row
+    finally:
+        old.rollback()
+        old.close()
+    assert "device" in registry.runs(db)[0]  # the next reader with the file free adds it

@@ -44,9 +44,8 @@ def connect(db: Path) -> sqlite3.Connection:
     if "device" not in {row[1] for row in con.execute("PRAGMA table_info(runs)")}:  # a registry from before
         try:
             con.execute("ALTER TABLE runs ADD COLUMN device TEXT")
-        except sqlite3.OperationalError as e:
-            if "duplicate column" not in str(e):  # another process added it first; anything else is real
-                raise
+        except sqlite3.OperationalError:  # added first by another process, or the file is locked or read-only:
+            pass  # reading works without the column, and a write meets the lock where _write handles it
     return con
 
 
@@ -153,8 +152,9 @@ def table(rows: list[dict]) -> str:
     """The `cnnlab runs` listing."""
     head = ["id", "name", "preset", "dataset", "status", "epochs", "best val acc", "test acc", "s/epoch", "started"]
     lines = [[str(r["id"]), r["name"], r["preset"] or "-", r["dataset"] or "-", r["status"],
-              f"{r['epochs']}/{r['planned_epochs']}", number(r["best_val_accuracy"], ".4f"), number(r["test_accuracy"], ".4f"),
-              number(r["seconds_per_epoch"], ".1f"), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"]))]
+              f"{r['epochs']}/{r['planned_epochs']}", number(r["best_val_accuracy"], ".4f", "-"),
+              number(r["test_accuracy"], ".4f", "-"),
+              number(r["seconds_per_epoch"], ".1f", "-"), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"]))]
              for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *lines])

@@ -268,7 +268,7 @@ def ranking_table(rows: list) -> str:
     keys = list(rows[0]["params"]) if rows else []
     return report.table(["rank", "trial", *keys, "status", "epochs", "best val acc", "test acc"],
                         [[rank, r["trial"], *(r["params"].get(k) for k in keys), r["state"], r["epochs"],
-                          f"{r['best_val_accuracy']:.4f}", report.number(r["test_accuracy"], ".4f")]
+                          f"{r['best_val_accuracy']:.4f}", report.number(r["test_accuracy"], ".4f", "-")]
                          for rank, r in enumerate(rows, 1)])
 
 

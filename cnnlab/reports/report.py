@@ -18,9 +18,10 @@ from cnnlab.reports.html import to_html
 PAIRS_SHOWN = 5
 
 
-def number(v, spec: str) -> str:
-    """`v` formatted by `spec` (".4f", ".2%", ","), or a dash where there is no value: every table's one rule."""
-    return "—" if v is None else format(v, spec)
+def number(v, spec: str, missing: str = "—") -> str:
+    """`v` formatted by `spec` (".4f", ".2%", ","), or `missing` where there is no value: every table's one rule
+    (plain-text tables on a terminal pass "-")."""
+    return missing if v is None else format(v, spec)
 
 
 def table(header: list, rows: list) -> str:
