@@ -57,7 +57,7 @@ def main():
     args = ap.parse_args()
     if args.steps < 1 or args.repeats < 1:
         ap.error("--steps and --repeats must be at least 1")
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(devices.cores())
     for name in args.presets:
         for variant in args.variants.split(","):
             precision = devices.precision(devices.resolve(args.device), presets.preset(name).precision) \

@@ -160,7 +160,7 @@ def main():
         except CnnlabError as e:
             sys.exit(f"bench: {e}")
         return device_table(names, args.device, args.steps, args.repeats)
-    threads = len(os.sched_getaffinity(0))
+    threads = devices.cores()
     torch.set_num_threads(threads)
     # Each preset at its own default precision (auto: bf16 on CPUs with native bf16).
     default = {n: devices.choose_precision("cpu", presets.preset(n).precision, cpu_bf16=devices.native_bf16())

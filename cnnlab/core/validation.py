@@ -19,7 +19,6 @@ CHOICES = {"optimizer.name": ("sgd", "adam", "adamw", "rmsprop"), "validate_on":
 POSITIVE = {"epochs", "batch_size", "optimizer.lr", "reduce_lr.factor"}
 
 
-
 def check_value(key: str, typ, value):
     """`value` for the config key `key` of type `typ`, or a CnnlabError saying what the key takes."""
     if key == "image_size":
@@ -42,19 +41,11 @@ def check_value(key: str, typ, value):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (key in POSITIVE and value == 0):
             raise CnnlabError(f"{key} must be an integer {'> 0' if key in POSITIVE else '>= 0'}, got {value!r}")
         return value
-    if typ is bool:
-        if not isinstance(value, bool):
+    if typ in (bool, str, list):
+        if not isinstance(value, typ):
             raise bad
-        return value
-    if typ is str:
-        if not isinstance(value, str):
-            raise bad
-        if key in CHOICES and value not in CHOICES[key]:
+        if key in CHOICES and value not in CHOICES[key]:  # every key with choices is a str
             raise CnnlabError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
-        return value
-    if typ is list:
-        if not isinstance(value, list):
-            raise bad
         return value
     raise bad
 

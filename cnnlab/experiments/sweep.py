@@ -157,8 +157,8 @@ class ReportToOptuna(Callback):
         self.trial, self.pruned = trial, False
 
     def on_train_begin(self, logs=None):
-        for epoch, logs in enumerate(self.trainer.history):  # a resumed point: its earlier epochs count too
-            self.trial.report(logs.get("val_accuracy", 0.0), epoch)
+        for epoch, earlier in enumerate(self.trainer.history):  # a resumed point: its earlier epochs count too
+            self.trial.report(earlier.get("val_accuracy", 0.0), epoch)
 
     def on_epoch_end(self, epoch, logs):
         self.trial.report(logs.get("val_accuracy", 0.0), epoch)

@@ -61,12 +61,6 @@ def _int(layer, key, default=None, minimum=1):
     return v
 
 
-def _count(total: int, more: int, where: str) -> int:
-    if total + more > MAX_PARAMS:
-        raise CnnlabError(f"{where}: the model would have over {MAX_PARAMS:,} parameters")
-    return total + more
-
-
 def _activation(layer, key="activation"):
     name = layer.get(key)
     if not (name is None or isinstance(name, str)) or name not in ACTIVATIONS:
@@ -118,7 +112,9 @@ class Budget:
         self.where, self.total = "", 0
 
     def spend(self, params: int):
-        self.total = _count(self.total, params, self.where)
+        if self.total + params > MAX_PARAMS:
+            raise CnnlabError(f"{self.where}: the model would have over {MAX_PARAMS:,} parameters")
+        self.total += params
 
 
 # Each kind of layer: (modules, output shape, forward FLOPs per image) from its dict and input shape, or a
