@@ -79,7 +79,7 @@ def main():
         sys.exit(f"time_to_accuracy: error: {e}")
     verdict = (f"reached {args.target} at {stop.reached['wall_s']:.1f} s wall (epoch {stop.reached['epoch']})"
                if stop.reached else f"did not reach {args.target}: best {max(c['test_accuracy'] for c in stop.curve):.4f}")
-    print(f"{args.preset}: {verdict}; the last weights score {result['test']['accuracy']:.4f} in the fp32 "
+    print(f"{args.preset}: {verdict}; the last weights score {result.test.accuracy:.4f} in the fp32 "
           f"evaluation (the epochs' scores are in the training precision); {time.perf_counter() - start:.1f} s in all")
     (out / "curve.json").write_text(json.dumps({"preset": args.preset, "target": args.target,
                                                 "reached": stop.reached, "curve": stop.curve}, indent=2))

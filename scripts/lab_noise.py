@@ -12,9 +12,9 @@ import cnnlab
 
 
 def figures(run) -> dict:
-    h, test = run.history, run.result["test"]
+    h, test = run.history, run.result.test
     return {"final train acc": h["accuracy"][-1], "final val acc": h["val_accuracy"][-1],
-            "test acc": test["accuracy"], "test loss": test["loss"]}
+            "test acc": test.accuracy, "test loss": test.loss}
 
 
 def main():

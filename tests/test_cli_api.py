@@ -33,6 +33,7 @@ def test_train_gives_the_same_weights_and_scores(two_runs):
     cli_result = json.loads((by_cli / "results.json").read_text())
     untimed = lambda final: {k: v for k, v in final.items() if k != "seconds"}  # noqa: E731
     assert cli_result["test"] == run.result["test"] and untimed(cli_result["final"]) == untimed(run.result["final"])
+    assert run.result.test.accuracy == cli_result["test"]["accuracy"] and run.result.weights == cli_result["weights"]
 
 
 def test_evaluate(two_runs, real_data):

@@ -10,6 +10,7 @@ import time
 
 from cnnlab.experiments import registry
 from cnnlab.models import presets
+from cnnlab.models.inference import Evaluation
 from conftest import ROOT, cnnlab
 
 # The lab's MLP on an MNIST subset: a second or so per epoch, so a test can watch, kill and resume it. Momentum
@@ -119,7 +120,7 @@ def test_writes_a_lock_held_off_go_in_with_the_next_one(tmp_path, monkeypatch):
     recorder.epoch([{"val_accuracy": 0.5, "val_loss": 1.0, "seconds": 2.0},
                     {"val_accuracy": 0.75, "val_loss": 0.5, "seconds": 2.0}])
     assert row() == [("running", 2, 0.75, None)]
-    recorder.end("finished", {"accuracy": 0.7, "loss": 0.9})
+    recorder.end("finished", Evaluation(loss=0.9, accuracy=0.7, per_class_accuracy=[], confusion=[]))
     assert row() == [("finished", 2, 0.75, 0.7)] and len(said) == 1 and not recorder.broken
 
 

@@ -3,7 +3,6 @@
 
 import functools
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from cnnlab.models import inference
 from cnnlab.models.inference import Evaluation
 from cnnlab.reports import facts, plots
 from cnnlab.reports import report as _report
-from cnnlab.training import distributed
+from cnnlab.training import distributed, results
+from cnnlab.training.results import RunResult
 
 ARRAYS_FILE = "data.npz"  # x, y given to train() are kept in the run folder, so the run resumes and evaluates
 
@@ -88,10 +88,10 @@ class Run:
         return {k: [r.get(k) for r in rows] for k in keys}
 
     @property
-    def result(self) -> dict | None:
-        """results.json: the test scores, which weights, why training stopped; None before the run finishes."""
-        f = self.path / "results.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+    def result(self) -> RunResult | None:
+        """results.json: the test scores, which weights, why training stopped; None before the run finishes.
+        `run.result.test.accuracy`, or `run.result["test"]["accuracy"]` as the file reads."""
+        return results.read(self.path)
 
     def evaluate(self, which: str = "best", data_dir=None) -> Evaluation:
         """Test loss, accuracy, per-class accuracy and confusion of the best (or last) weights on the run's test set."""

@@ -50,8 +50,8 @@ def _mlp_deep(r: RunFacts) -> list:
 
 
 def _mnist_cnn(r: RunFacts) -> list:
-    test = (r.results or {}).get("test") or {}
-    acc, loss = test.get("accuracy"), test.get("loss")
+    test = r.results.test if r.results else None
+    acc, loss = (test.accuracy, test.loss) if test else (None, None)
     n = len(r.history)
     return [(f"test accuracy, loss (`%3.2f`) after {n} epoch{'s' * (n != 1)}", "0.99, 0.03",
              f"{number(acc, '.2f')}, {number(loss, '.2f')} ({number(acc, '.4f')}, {number(loss, '.4f')})")]
@@ -63,11 +63,11 @@ def _cifar_cnn(r: RunFacts) -> list:
     for v in losses[:len(LAB_5_VAL_LOSS)]:
         improved.append(v if v < best else None)
         best = min(best, v)
-    test = (r.results or {}).get("test") or {}
+    test = r.results.test if r.results else None
     return [("val_loss at epochs 1-12 where it improved", _series(LAB_5_VAL_LOSS), _series(improved)),
             ("val_loss at epochs 1-12, every epoch", "(not printed)", _series(losses[:len(LAB_5_VAL_LOSS)])),
             ("where early stopping ended", "not in the text (it ends at epoch 13)", r.stopped),
-            ("test accuracy", "not in the text", number(test.get("accuracy"), '.4f'))]
+            ("test accuracy", "not in the text", number(test.accuracy if test else None, '.4f'))]
 
 
 ROWS = {"3.2": _mlp, "3.3": _mlp_deep, "4.4": _mnist_cnn, "5": _cifar_cnn}

@@ -18,6 +18,7 @@ from pathlib import Path
 from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import is_training
+from cnnlab.models.inference import Evaluation
 from cnnlab.reports import facts
 from cnnlab.reports.report import number
 from cnnlab.training.callbacks import Callback
@@ -93,10 +94,14 @@ class Recorder:
         self._write("""UPDATE runs SET epochs=?, best_val_accuracy=?, best_val_loss=?, seconds_per_epoch=?
             WHERE path=?""", (*epoch_columns(history), self.path))
 
-    def end(self, status: str, test: dict | None = None, message: str = ""):
-        test = test or {}
+    def end(self, status: str, test: Evaluation | None = None, message: str = ""):
         self._write("UPDATE runs SET status=?, ended=?, test_accuracy=?, test_loss=?, message=? WHERE path=?",
-                    (status, time.time(), test.get("accuracy"), test.get("loss"), message or None, self.path))
+                    (status, time.time(), *_scores(test), message or None, self.path))
+
+
+def _scores(test: Evaluation | None) -> tuple:
+    """(test accuracy, test loss), or NULLs for a run without a test set."""
+    return (test.accuracy, test.loss) if test else (None, None)
 
 
 def epoch_columns(history: list) -> tuple:
@@ -175,8 +180,8 @@ def scan(db: Path, folder: Path) -> int:
             continue  # a config.toml that is not a run's
         s = f.summary
         epochs, best_accuracy, best_loss, seconds = epoch_columns(f.history)
-        test = (f.results or {}).get("test") or {}
-        status = "stopped early" if (f.results or {}).get("stopped_early") else s.status
+        test = f.results.test if f.results else None
+        status = "stopped early" if f.results and f.results.stopped_early else s.status
         with connect(db) as con:
             con.execute("""INSERT INTO runs (name, preset, dataset, status, started, ended, epochs, planned_epochs,
                     best_val_accuracy, best_val_loss, test_accuracy, test_loss, params, seconds_per_epoch, message,
@@ -184,10 +189,10 @@ def scan(db: Path, folder: Path) -> int:
                     ON CONFLICT(path) DO NOTHING""",
                         (run_dir.name, f.cfg.preset, s.data, status, marker.stat().st_mtime,
                          marker.stat().st_mtime if status != "running" else None, epochs, s.max_epochs,
-                         best_accuracy, best_loss, test.get("accuracy"), test.get("loss"),
+                         best_accuracy, best_loss, *_scores(test),
                          s.params, seconds, f"found by cnnlab runs --scan {folder}",
                          json.dumps(config.to_dict(f.cfg)), str(run_dir), socket.gethostname(),
-                         " ".join(str((f.results or {}).get(k, "")) for k in ("device", "precision")).strip() or None))
+                         f"{f.results.device} {f.results.precision}".strip() or None if f.results else None))
         con.close()
         added += 1
     return added

@@ -5,14 +5,13 @@ state and history); the per-epoch randomness is derived from (seed, epoch), so t
 uninterrupted run. A lock keeps a second process from training into the same folder.
 """
 
-import json
 import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from cnnlab.core import checkpoints, config, devices, paths, validation
+from cnnlab.core import checkpoints, config, devices, validation
 from cnnlab.core.errors import CnnlabError, one_line
 from cnnlab.core.locks import lock
 from cnnlab.data import datasets
@@ -20,7 +19,7 @@ from cnnlab.data.splits import prepare_data
 from cnnlab.experiments import registry
 from cnnlab.models import presets, specs
 from cnnlab.reports import plots
-from cnnlab.training import distributed, divergence
+from cnnlab.training import distributed, divergence, results
 from cnnlab.training.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -105,12 +104,12 @@ def pictures_found(ds) -> str:
 def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks, held):
     # What the folder holds: a resume point to continue (or a finished run to report), checked against cfg.
     state, record, lower_lr = _saved(cfg, run_dir, fresh, held, say)
-    if state and _finished(state) and cfg.epochs <= state["config"]["epochs"] and (run_dir / "results.json").exists():
-        result = json.loads(paths.read_text(run_dir / "results.json", "results"))
-        scored = f"test accuracy {result['test']['accuracy']:.4f}" if result.get("test") else "no test set"
+    done = results.read(run_dir) if state and _finished(state) and cfg.epochs <= state["config"]["epochs"] else None
+    if done:
+        scored = f"test accuracy {done.test.accuracy:.4f}" if done.test else "no test set"
         say(f"{run_dir.name} already finished at epoch {state['epoch']}: {scored} (results.json); use "
             f"--epochs N to extend or --fresh")
-        return result
+        return done
     # The data, the model and the trainer with its callbacks.
     threads = devices.set_threads(cfg.threads, distributed.world_size())
     device = distributed.device(devices.resolve(cfg.device))
@@ -157,9 +156,9 @@ def _train_run(cfg, run_dir, data_dir, fresh, say, registry_db, extra_callbacks,
         recorder.end("failed", message=one_line(e))
         raise
     result = finish(trainer, ds, cfg, run_dir, threads, time.perf_counter() - started)
-    recorder.end("stopped early" if result["stopped_early"] else "finished", result["test"])
-    say(f"test accuracy: {result['test']['accuracy']:.4f} (loss {result['test']['loss']:.4f}, "
-        f"{result['weights']}) - run folder {run_dir}" if result["test"] else f"no test set; run folder {run_dir}")
+    recorder.end("stopped early" if result.stopped_early else "finished", result.test)
+    say(f"test accuracy: {result.test.accuracy:.4f} (loss {result.test.loss:.4f}, {result.weights}) - run folder "
+        f"{run_dir}" if result.test else f"no test set; run folder {run_dir}")
     return result
 
 
@@ -255,24 +254,22 @@ def resume(trainer: Trainer, state: dict, cfg: config.Config, run_dir: Path, say
         say(f"resuming {run_dir.name} at epoch {trainer.epoch + 1}{at_step} (of {cfg.epochs})")
 
 
-def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: float) -> dict:
+def finish(trainer: Trainer, ds, cfg, run_dir: Path, threads: int, seconds: float) -> results.RunResult:
     es = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)), None)
-    test = trainer.evaluate(ds.test).to_dict() if len(ds.test) else None  # every rank scores its share
-    result = {
-        "dataset": ds.name, "source": ds.source, "verified": ds.verified, "classes": ds.classes,
-        "epochs_run": trainer.epoch, "stopped_early": bool(es and es.stopped_epoch >= 0),
-        "stopped_epoch": es.stopped_epoch + 1 if es and es.stopped_epoch >= 0 else None,
-        "weights": (f"best epoch {trainer.restored_epoch + 1} restored" if trainer.restored_epoch is not None
-                    else f"last epoch {trainer.epoch}"),
-        "validation": OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
-        "final": trainer.history[-1] if trainer.history else {}, "test": test,
-        "threads": threads, "processes": distributed.world_size(), "precision": trainer.precision,
-        "device": devices.describe(trainer.device),
-        "seconds_this_session": round(seconds, 2),
-    }
+    stopped = es is not None and es.stopped_epoch >= 0
+    result = results.RunResult(
+        dataset=ds.name, source=ds.source, verified=ds.verified, classes=ds.classes, epochs_run=trainer.epoch,
+        stopped_early=stopped, stopped_epoch=es.stopped_epoch + 1 if stopped else None,
+        weights=(f"best epoch {trainer.restored_epoch + 1} restored" if trainer.restored_epoch is not None
+                 else f"last epoch {trainer.epoch}"),
+        validation=OPTIMISTIC if cfg.validate_on == "test" else f"{cfg.val_split:.0%} stratified hold-out",
+        final=trainer.history[-1] if trainer.history else {},
+        test=trainer.evaluate(ds.test) if len(ds.test) else None,  # every rank scores its share
+        threads=threads, processes=distributed.world_size(), precision=trainer.precision,
+        device=devices.describe(trainer.device), seconds_this_session=round(seconds, 2))
     if not distributed.is_main():
         return result
-    checkpoints.atomic_write(run_dir / "results.json", json.dumps(result, indent=2).encode())
+    results.write(run_dir, result)
     if trainer.history:
         best = trainer.restored_epoch + 1 if trainer.restored_epoch is not None else None
         plots.plot_curves(trainer.history, run_dir / "curves.png", f"{run_dir.name} on {ds.name}", best)

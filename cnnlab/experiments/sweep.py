@@ -200,9 +200,9 @@ def run_sweep(base: config.Config, space: Space, study_name: str, runs: Path, ur
         say(f"trial {trial.number}: {params} -> {run_dir}")
         result = train_run(cfg, run_dir, data_dir, say=say, registry_db=db, extra_callbacks=[watcher])
         best = max((h.get("val_accuracy", 0.0) for h in read_history(run_dir, None)), default=0.0)
-        trial.set_user_attr("test_accuracy", result["test"]["accuracy"])
+        trial.set_user_attr("test_accuracy", result.test.accuracy if result.test else None)
         if watcher.pruned:
-            registry.Recorder(db, run_dir, say).end("pruned", result["test"], "stopped by the median pruner")
+            registry.Recorder(db, run_dir, say).end("pruned", result.test, "stopped by the median pruner")
             raise optuna.TrialPruned()
         return best
 

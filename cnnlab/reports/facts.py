@@ -7,7 +7,6 @@ crashed run is reported, not skipped; only a folder with no readable config at a
 
 import csv
 import io
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import is_training
 from cnnlab.models import inference, specs
 from cnnlab.reports import verdict
+from cnnlab.training.results import RunResult
+from cnnlab.training.results import read as read_results
 
 NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
          "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}  # the JPEG copy is not the benchmark: never call it CIFAR-10
@@ -68,7 +69,7 @@ class RunFacts:
     dir: Path
     cfg: object
     history: list  # metrics.csv rows
-    results: dict | None  # results.json
+    results: RunResult | None  # results.json
     test: TestAnalysis | None
     notes: list
     classes: list
@@ -90,14 +91,14 @@ def read_history(run_dir: Path, state: dict | None) -> list:
         return [{"epoch": i + 1, **h} for i, h in enumerate((state or {}).get("history", []))]
 
 
-def status(run_dir: Path, state: dict | None, results: dict | None, history: list, cfg) -> tuple:
+def status(run_dir: Path, state: dict | None, results: RunResult | None, history: list, cfg) -> tuple:
     """(status, why training stopped): finished, running or crashed (no results for the epochs it ran)."""
-    if results and results.get("epochs_run", 0) >= len(history):
-        if results.get("stopped_early"):
+    if results and results.epochs_run >= len(history):
+        if results.stopped_early:
             es = cfg.early_stopping
-            return "finished", (f"early stopping at epoch {results['stopped_epoch']}: {es.monitor} did not improve "
+            return "finished", (f"early stopping at epoch {results.stopped_epoch}: {es.monitor} did not improve "
                                 f"by more than {es.min_delta:g} for {es.patience} epochs")
-        n = results["epochs_run"]
+        n = results.epochs_run
         return "finished", f"ran all {n} epoch{'s' * (n != 1)} it was set to"
     done = len(history)
     if is_training(run_dir):
@@ -117,8 +118,7 @@ def _load(run_dir: Path) -> tuple:
     except CnnlabError as e:
         notes.append(str(e))
     try:
-        if (run_dir / "results.json").exists():
-            results = json.loads(paths.read_text(run_dir / "results.json", "results"))
+        results = read_results(run_dir)
     except (OSError, ValueError) as e:
         notes.append(f"results.json unreadable ({e})")
     try:
@@ -215,7 +215,7 @@ def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> RunFa
             test = score_test_set(run_dir, data_dir)
         except (CnnlabError, OSError) as e:
             notes.append(f"test-set analysis unavailable: {e}")
-    classes = about.get("classes") or (results or {}).get("classes") or (test.classes if test else [])
+    classes = about.get("classes") or (results.classes if results else None) or (test.classes if test else [])
     params = flops = None
     if classes and about.get("input_shape"):
         _, infos = specs.build(cfg.layers, tuple(about["input_shape"]), len(classes), cfg.init)
@@ -225,11 +225,11 @@ def gather(run_dir, data_dir: str | None = None, evaluate: bool = True) -> RunFa
         "no verdict", "The class count is unknown (no readable checkpoint).", {})
     seconds = [h["seconds"] for h in history if "seconds" in h]
     best_val = max(history, key=lambda h: h.get("val_accuracy", -1)) if history else {}
-    final_test = results.get("test") if run_status == "finished" else None
+    final_test = results.test if run_status == "finished" else None
     summary = RunSummary(
         run_dir.name, cfg.preset or "custom", data_name(cfg), run_status, len(history), cfg.epochs, params, flops,
         statistics.median(seconds) if seconds else None, best_val.get("val_accuracy"), best_val.get("epoch"),
-        final_test["accuracy"] if final_test else (test.accuracy if test else None),
+        final_test.accuracy if final_test else (test.accuracy if test else None),
         "results.json" if final_test else (f"{test.checkpoint} epoch {test.epoch}" if test else None), label)
     return RunFacts(run_dir, cfg, history, results, test, notes, classes, stopped, Verdict(label, rule, evidence),
                     summary, hyperparameters(cfg, len(classes) or "classes", params, flops),

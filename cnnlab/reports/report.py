@@ -55,8 +55,8 @@ def _metrics_rows(r: RunFacts) -> list:
 
     def t(accuracy, loss):
         return [f"{accuracy:.4f}", f"{loss:.4f}"]
-    if r.summary.status == "finished" and res.get("test"):
-        final_test = t(res["test"]["accuracy"], res["test"]["loss"]) + [res["weights"] + " (results.json)"]
+    if r.summary.status == "finished" and res.test:
+        final_test = t(res.test.accuracy, res.test.loss) + [res.weights + " (results.json)"]
     elif test and test.checkpoint.startswith("last.pt"):
         final_test = t(test.accuracy, test.loss) + ["last.pt, scored for this report"]
     else:
