@@ -5,10 +5,10 @@ import json
 
 import pytest
 
+from cnnlab.models import results
 from cnnlab.models.inference import Evaluation
+from cnnlab.models.results import RunResult
 from cnnlab.reports import facts
-from cnnlab.training import results
-from cnnlab.training.results import RunResult
 
 
 def a_result(**changes) -> RunResult:

@@ -13,12 +13,12 @@ from cnnlab.core import config
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.arrays import images_from_array, labels_from_array
 from cnnlab.experiments import runs
-from cnnlab.models import inference
+from cnnlab.models import inference, results
 from cnnlab.models.inference import Evaluation
+from cnnlab.models.results import RunResult
 from cnnlab.reports import facts, plots
 from cnnlab.reports import report as _report
-from cnnlab.training import distributed, results
-from cnnlab.training.results import RunResult
+from cnnlab.training import distributed
 
 ARRAYS_FILE = "data.npz"  # x, y given to train() are kept in the run folder, so the run resumes and evaluates
 

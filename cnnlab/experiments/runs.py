@@ -17,9 +17,9 @@ from cnnlab.core.locks import lock
 from cnnlab.data import datasets
 from cnnlab.data.splits import prepare_data
 from cnnlab.experiments import registry
-from cnnlab.models import presets, specs
+from cnnlab.models import presets, results, specs
 from cnnlab.reports import plots
-from cnnlab.training import distributed, divergence, results
+from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import (
     CSVLogger,
     EarlyStopping,

@@ -8,18 +8,21 @@ from torch import nn
 from cnnlab.models.conv import Conv2d
 
 
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # Keras' defaults, as every cnnlab BatchNorm
+def batchnorm(channels: int, spatial: bool = True, momentum: float = 0.99) -> nn.Module:
+    """Keras' BatchNormalization: eps 1e-3, and `momentum` in Keras' meaning, the weight of the old moving
+    average (Keras' 0.99 is PyTorch's 0.01). Every cnnlab BatchNorm is made here."""
+    bn = nn.BatchNorm2d if spatial else nn.BatchNorm1d
+    return bn(channels, eps=1e-3, momentum=1 - momentum)
 
 
 class Residual(nn.Module):
     def __init__(self, channels: int, filters: int, stride: int):
         super().__init__()
-        self.body = nn.Sequential(Conv2d(channels, filters, 3, stride, padding=1, bias=False), _bn(filters),
+        self.body = nn.Sequential(Conv2d(channels, filters, 3, stride, padding=1, bias=False), batchnorm(filters),
                                   nn.ReLU(inplace=True), Conv2d(filters, filters, 3, 1, padding=1, bias=False),
-                                  _bn(filters))
+                                  batchnorm(filters))
         changes = stride != 1 or channels != filters
-        self.shortcut = nn.Sequential(Conv2d(channels, filters, 1, stride, bias=False), _bn(filters)) if changes \
+        self.shortcut = nn.Sequential(Conv2d(channels, filters, 1, stride, bias=False), batchnorm(filters)) if changes \
             else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
 

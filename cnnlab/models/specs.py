@@ -184,11 +184,10 @@ def _residual(layer, shape, num_classes, budget):
 
 
 def _batchnorm(layer, shape, num_classes, budget):
-    bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
     momentum = layer.get("momentum", 0.99)  # Keras' meaning: the weight of the old moving average
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
         raise CnnlabError(f"{budget.where}: momentum must be in [0, 1)")
-    return [bn(shape[0], eps=1e-3, momentum=1 - momentum)], shape, 0  # Keras 0.99 == PyTorch 0.01
+    return [blocks.batchnorm(shape[0], len(shape) == 3, momentum)], shape, 0
 
 
 def _dropout(layer, shape, num_classes, budget):

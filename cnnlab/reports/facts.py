@@ -15,9 +15,9 @@ from cnnlab.core import checkpoints, config, paths
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.locks import is_training
 from cnnlab.models import inference, specs
+from cnnlab.models.results import RunResult
+from cnnlab.models.results import read as read_results
 from cnnlab.reports import verdict
-from cnnlab.training.results import RunResult
-from cnnlab.training.results import read as read_results
 
 NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
          "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}  # the JPEG copy is not the benchmark: never call it CIFAR-10

@@ -9,7 +9,6 @@ Reproducibility comes from deriving every epoch's shuffle and dropout randomness
 resumed run draws exactly the numbers an uninterrupted one would have.
 """
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from cnnlab.training import distributed, divergence
 from cnnlab.training.callbacks import TerminateOnNaN
 from cnnlab.training.class_weight import class_weights
 from cnnlab.training.optimizers import make_optimizer
+from cnnlab.training.weight_average import WeightAverage
 
 READ_EVERY = 50  # on a CUDA GPU, steps between the host's reads of the loss (each read waits for the device)
 
@@ -71,19 +71,14 @@ class Trainer:
         self.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.world > 1 else model
         self.optimizer = make_optimizer(model.parameters(), cfg.optimizer)
-        self.class_weights = class_weights(cfg.class_weight, train.y, self.about.get("classes"), self.num_classes)
-        if self.class_weights is not None:
-            self.class_weights = self.class_weights.to(self.device)
+        weights = class_weights(cfg.class_weight, train.y, self.about.get("classes"), self.num_classes)
+        self.class_weights = None if weights is None else weights.to(self.device)
         scaler = devices.scaler_settings(self.device.type, self.precision)
         self.scaler = None if scaler is None else torch.amp.GradScaler(self.device.type, **scaler)
         self.read_every = READ_EVERY if self.device.type == "cuda" else 1
         self.unread = []  # the losses of the steps since the host last read them
-        # use_ema: `averaged` follows the weights as their moving average (BatchNorm's statistics too, so they
-        # match the averaged weights). It is what validation scores and checkpoints save; fit ends with it.
-        self.averaged = copy.deepcopy(model) if cfg.optimizer.use_ema else None
-        # (average, weights) tensor pairs, made once: loading a state copies into these same tensors
-        self.average_pairs = list(zip(self.averaged.state_dict().values(), model.state_dict().values())) \
-            if self.averaged is not None else []
+        # use_ema: the average is what validation scores and checkpoints save; fit ends with it
+        self.averaged = WeightAverage(model, cfg.optimizer.ema_momentum) if cfg.optimizer.use_ema else None
         self.lr = cfg.optimizer.lr  # the base rate; callbacks may change it, Keras' decay scales it per step
         self.step, self.epoch, self.batch, self.saved_epoch, self.history = 0, 0, 0, 0, []
         self.loss_sum, self.correct = self.zero_sums()
@@ -115,12 +110,12 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.averaged is not None:
-                self.update_average()
+                self.averaged.update()
         elif torch.isfinite(loss):  # a diverged step never reaches the weights; TerminateOnNaN then stops the run
             loss.backward()
             self.optimizer.step()
             if self.averaged is not None:
-                self.update_average()
+                self.averaged.update()
         return loss.detach(), logits.detach()
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -183,7 +178,7 @@ class Trainer:
             for cb in self.callbacks:  # an epoch on screen is an epoch that survives Ctrl-C
                 cb.on_epoch_saved(self.epoch - 1, logs)
         if self.averaged is not None:  # as Keras' fit ends with finalize_variable_values
-            self.model.load_state_dict(self.averaged.state_dict())
+            self.model.load_state_dict(self.averaged.model.state_dict())
         for cb in self.callbacks:  # as Keras, the last epoch's logs
             cb.on_train_end(dict(self.history[-1]) if self.history else {})
         return self.history
@@ -208,16 +203,7 @@ class Trainer:
     @property
     def scored_model(self) -> torch.nn.Module:
         """The model that validation scores and checkpoints save: the weights' moving average with use_ema."""
-        return self.model if self.averaged is None else self.averaged
-
-    @torch.no_grad()
-    def update_average(self):
-        weight = 1 - self.cfg.optimizer.ema_momentum
-        for average, live in self.average_pairs:
-            if average.is_floating_point():
-                average.lerp_(live, weight)
-            else:  # BatchNorm's batch counter
-                average.copy_(live)
+        return self.model if self.averaged is None else self.averaged.model
 
     def save_state(self):
         if self.rank != 0:  # one writer; the other ranks hold the same weights
@@ -269,7 +255,7 @@ class Trainer:
         # "model" is the scored model; with use_ema the trained weights are under "live_model"
         self.model.load_state_dict(state.get("live_model") or state["model"])
         if self.averaged is not None:
-            self.averaged.load_state_dict(state["model"])
+            self.averaged.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         # Checkpoints store tensors contiguous; a fused step walks a momentum buffer in its parameter's memory
         # order, so a channels_last weight needs its buffers back in channels_last (else the resume goes wrong).
