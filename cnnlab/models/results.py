@@ -10,7 +10,6 @@ from cnnlab.core import checkpoints, paths
 from cnnlab.models.inference import Evaluation
 
 FILENAME = "results.json"
-TEST_KEYS = ("loss", "accuracy", "per_class_accuracy", "confusion")  # what results.json keeps of an Evaluation
 
 
 @dataclass
