@@ -192,7 +192,7 @@ def scan(db: Path, folder: Path) -> int:
                          best_accuracy, best_loss, *_scores(test),
                          s.params, seconds, f"found by cnnlab runs --scan {folder}",
                          json.dumps(config.to_dict(f.cfg)), str(run_dir), socket.gethostname(),
-                         f"{f.results.device} {f.results.precision}".strip() or None if f.results else None))
+                         (f"{f.results.device} {f.results.precision}".strip() or None) if f.results else None))
         con.close()
         added += 1
     return added

@@ -7,8 +7,10 @@ from torch import nn
 
 from cnnlab.models.conv import Conv2d
 
+KERAS_BN_MOMENTUM = 0.99  # Keras' BatchNormalization default, in Keras' meaning (below)
 
-def batchnorm(channels: int, spatial: bool = True, momentum: float = 0.99) -> nn.Module:
+
+def batchnorm(channels: int, spatial: bool = True, momentum: float = KERAS_BN_MOMENTUM) -> nn.Module:
     """Keras' BatchNormalization: eps 1e-3, and `momentum` in Keras' meaning, the weight of the old moving
     average (Keras' 0.99 is PyTorch's 0.01). Every cnnlab BatchNorm is made here."""
     bn = nn.BatchNorm2d if spatial else nn.BatchNorm1d

@@ -184,7 +184,7 @@ def _residual(layer, shape, num_classes, budget):
 
 
 def _batchnorm(layer, shape, num_classes, budget):
-    momentum = layer.get("momentum", 0.99)  # Keras' meaning: the weight of the old moving average
+    momentum = layer.get("momentum", blocks.KERAS_BN_MOMENTUM)  # Keras' meaning: the weight of the old average
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
         raise CnnlabError(f"{budget.where}: momentum must be in [0, 1)")
     return [blocks.batchnorm(shape[0], len(shape) == 3, momentum)], shape, 0
